@@ -1,0 +1,1 @@
+"""Pure business code: standard library only, no asyncio, no I/O."""

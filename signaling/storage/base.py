@@ -1,0 +1,230 @@
+"""The store port: everything the services persist, behind one async interface.
+
+Two implementations pass one contract suite (``tests/contract``): ``sqlite.SqliteStore`` (embedded,
+default) and ``redis_store.RedisStore`` (several nodes). Rules every implementation keeps:
+
+- A write returns only after it is durable (committed); an ack on the wire follows the return.
+- ``append_message`` assigns ``seq`` atomically (last_seq + 1) and is idempotent on
+  ``(conversation_id, client_id)``: the second call returns the first stored message, ``created=False``.
+- ``update_conversation(..., expected_assignee=...)`` and ``update_request(..., expected_state=...)``
+  are compare-and-set: when the stored value differs, nothing changes and ``Conflict`` is raised.
+- ``create_request`` refuses (``Conflict``) a second live request (pending, accepted, active) of the same
+  kind in one conversation, atomically.
+- Records come back as fresh objects: mutating one never changes the store.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Protocol
+
+from signaling.domain.models import (
+    Agent,
+    Article,
+    Attachment,
+    Conversation,
+    Flow,
+    Message,
+    Request,
+    Team,
+    TextBlock,
+    Visitor,
+)
+
+
+class _Any:
+    """Marker: "do not check this field" for compare-and-set arguments."""
+
+    def __repr__(self) -> str:
+        return "ANY"
+
+
+ANY: _Any = _Any()
+
+LIVE_REQUEST_STATES = ("pending", "accepted", "active")
+
+
+@dataclass(slots=True)
+class AppendResult:
+    message: Message
+    """The stored message (with its ``seq``), or the one stored earlier with the same client_id."""
+    created: bool
+    """False when ``client_id`` had been stored already (nothing was written)."""
+    conversation: Conversation
+    """The conversation after the append (``last_seq``, ``unread``, preview updated)."""
+
+
+@dataclass(slots=True)
+class ConversationQuery:
+    """Filters of ``list_conversations``; every field given must match.
+
+    Ordered newest activity first: ``updated_at`` descending, then ``id`` descending. ``before`` is the
+    cursor ``(updated_at, id)`` of the last row of the previous page: rows strictly after it in that order.
+    """
+
+    team_ids: list[str] | None = None
+    status: str | None = None
+    assignee_id: str | None | _Any = ANY
+    """A specific agent, ``None`` for unassigned only, ``ANY`` for no filter."""
+    visitor_id: str | None = None
+    before: tuple[datetime, str] | None = None
+    limit: int = 50
+
+
+class Store(Protocol):
+    """The persistence port (see module docstring for the rules)."""
+
+    # -- life cycle ---------------------------------------------------------------------------------
+    async def open(self) -> None:
+        """Connect, run migrations, and clear presence left by this node's previous run."""
+
+    async def close(self) -> None:
+        """Flush pending writes and release every resource."""
+
+    async def ping(self) -> bool:
+        """True when the store answers a trivial query now (for ``/readyz``)."""
+
+    # -- key/value meta (demo seeding flag, schema facts) --------------------------------------------
+    async def get_meta(self, key: str) -> str | None: ...
+
+    async def set_meta(self, key: str, value: str) -> None: ...
+
+    # -- teams ----------------------------------------------------------------------------------------
+    async def create_team(self, team: Team) -> Team:
+        """``Conflict`` when a team of that name exists (names compare case-insensitively)."""
+
+    async def get_team(self, team_id: str) -> Team | None: ...
+
+    async def get_team_by_name(self, name: str) -> Team | None: ...
+
+    async def list_teams(self) -> list[Team]:
+        """Oldest first: the first one is the default team."""
+
+    async def update_team(self, team: Team) -> Team: ...
+
+    # -- agents ---------------------------------------------------------------------------------------
+    async def create_agent(self, agent: Agent) -> Agent:
+        """``Conflict`` when an agent with that email exists (emails compare case-insensitively)."""
+
+    async def get_agent(self, agent_id: str) -> Agent | None: ...
+
+    async def get_agent_by_email(self, email: str) -> Agent | None: ...
+
+    async def list_agents(self, team_id: str | None = None) -> list[Agent]:
+        """Oldest first; with ``team_id``, only that team's members."""
+
+    async def update_agent(self, agent: Agent) -> Agent:
+        """Replace every field of the stored agent (email uniqueness still holds)."""
+
+    # -- presence (which agents have a live socket, on any node) --------------------------------------
+    async def presence_add(self, agent_id: str, node_id: str, sid: str) -> int:
+        """Record a connected socket; returns the agent's number of sockets on all nodes."""
+
+    async def presence_remove(self, agent_id: str, node_id: str, sid: str) -> int:
+        """Forget a socket; returns the agent's remaining number of sockets on all nodes."""
+
+    async def presence_online(self) -> set[str]:
+        """Ids of agents with at least one live socket on any node."""
+
+    # -- visitors -------------------------------------------------------------------------------------
+    async def create_visitor(self, visitor: Visitor) -> Visitor: ...
+
+    async def get_visitor(self, visitor_id: str) -> Visitor | None: ...
+
+    async def update_visitor(self, visitor: Visitor) -> Visitor: ...
+
+    # -- conversations --------------------------------------------------------------------------------
+    async def create_conversation(self, conversation: Conversation) -> Conversation: ...
+
+    async def get_conversation(self, conversation_id: str) -> Conversation | None: ...
+
+    async def update_conversation(
+        self, conversation: Conversation, *, expected_assignee: str | None | _Any = ANY
+    ) -> Conversation:
+        """Write ``status``, ``assignee_id``, ``team_id``, ``updated_at``, ``language``, ``page_url``.
+
+        With ``expected_assignee``, compare-and-set: ``Conflict`` unless the stored assignee equals it.
+        Counters (``last_seq``, ``unread``, receipts, preview) are not written here.
+        """
+
+    async def list_conversations(self, query: ConversationQuery) -> list[Conversation]: ...
+
+    async def count_open_assigned(self, agent_ids: list[str]) -> dict[str, int]:
+        """For each agent id: how many ``open`` conversations are assigned to it (0 included)."""
+
+    async def search_conversations(
+        self, team_ids: list[str], q: str, *, include_notes: bool, limit: int = 20
+    ) -> list[Conversation]:
+        """Conversations of those teams whose messages (notes only with ``include_notes``), visitor name
+        or visitor email contain ``q`` (case-insensitive), newest activity first."""
+
+    # -- messages -------------------------------------------------------------------------------------
+    async def append_message(self, message: Message) -> AppendResult:
+        """Store ``message`` with the next ``seq`` (the given ``seq`` is ignored), atomically with the
+        conversation's counters: ``last_seq``, ``updated_at``; ``unread`` + 1 for a customer message;
+        ``last_message_at`` / ``last_message_preview`` for any kind but ``note``. Idempotent on
+        ``(conversation_id, client_id)``. ``NotFound`` if the conversation does not exist."""
+
+    async def list_messages(
+        self, conversation_id: str, *, after_seq: int = 0, include_notes: bool = True, limit: int = 1000
+    ) -> list[Message]:
+        """Messages with ``seq > after_seq``, ascending by ``seq``, at most ``limit``."""
+
+    async def mark_receipt(
+        self, conversation_id: str, side: str, *, delivered_seq: int = 0, read_seq: int = 0
+    ) -> Conversation:
+        """Raise the ``side`` (``customer`` or ``agent``) delivered/read marks to at least the given
+        values (never lowers them; read implies delivered). For ``agent`` reads, ``unread`` becomes the
+        number of customer messages with ``seq`` above the new read mark."""
+
+    # -- requests -------------------------------------------------------------------------------------
+    async def create_request(self, request: Request) -> Request:
+        """``Conflict`` when a live request of the same kind exists in the conversation."""
+
+    async def get_request(self, request_id: str) -> Request | None: ...
+
+    async def update_request(self, request: Request, *, expected_state: str) -> Request:
+        """Compare-and-set on ``state``: writes every field, or raises ``Conflict`` (nothing written)."""
+
+    async def list_requests(self, conversation_id: str, *, live_only: bool = False) -> list[Request]:
+        """Oldest first."""
+
+    async def list_due_requests(self, now: datetime) -> list[Request]:
+        """``pending`` requests whose ``expires_at`` is at or before ``now``."""
+
+    # -- text blocks, articles, flows -----------------------------------------------------------------
+    async def create_textblock(self, block: TextBlock) -> TextBlock: ...
+
+    async def get_textblock(self, block_id: str) -> TextBlock | None: ...
+
+    async def list_textblocks(self) -> list[TextBlock]: ...
+
+    async def update_textblock(self, block: TextBlock) -> TextBlock: ...
+
+    async def delete_textblock(self, block_id: str) -> bool: ...
+
+    async def create_article(self, article: Article) -> Article: ...
+
+    async def get_article(self, article_id: str) -> Article | None: ...
+
+    async def list_articles(self) -> list[Article]: ...
+
+    async def update_article(self, article: Article) -> Article: ...
+
+    async def delete_article(self, article_id: str) -> bool: ...
+
+    async def create_flow(self, flow: Flow) -> Flow: ...
+
+    async def get_flow(self, flow_id: str) -> Flow | None: ...
+
+    async def list_flows(self) -> list[Flow]: ...
+
+    async def update_flow(self, flow: Flow) -> Flow: ...
+
+    async def delete_flow(self, flow_id: str) -> bool: ...
+
+    # -- attachments ----------------------------------------------------------------------------------
+    async def create_attachment(self, attachment: Attachment) -> Attachment: ...
+
+    async def get_attachment(self, attachment_id: str) -> Attachment | None: ...
