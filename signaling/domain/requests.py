@@ -2,8 +2,9 @@
 
 ``pending -> accepted -> active -> ended``; from ``pending`` also ``declined`` (customer), ``cancelled``
 (agent) and ``expired`` (timer). One table says which ``(state, trigger)`` pairs are legal and which
-actor may pull each trigger; :func:`apply` is the only way a request changes state. It returns a new
-:class:`~signaling.domain.models.Request` and the events to broadcast, or raises a typed error with a
+actor may pull each trigger; :func:`apply` is the only way a request changes state. It returns a
+:class:`Transition` (the new :class:`~signaling.domain.models.Request`, old and new state: the
+transition the services store and broadcast as ``request.updated``), or raises a typed error with a
 stable wire code and changes nothing.
 """
 
@@ -107,7 +108,9 @@ class Transition:
 def new_request(
     conversation_id: str, kind: str, requested_by: str, now: datetime, ttl: timedelta
 ) -> Request:
-    """A fresh ``pending`` request; ``Invalid`` for an unknown kind."""
+    """A fresh ``pending`` request; ``Invalid`` for an unknown kind or a non-positive ``ttl``."""
+    if ttl <= timedelta(0):
+        raise Invalid("ttl must be positive", field="ttl")
     try:
         Kind(kind)
     except ValueError:
@@ -138,7 +141,14 @@ def apply(
     :class:`NotAllowed` (``forbidden``) when the actor may not pull it. A ``pending`` request past its
     ``expires_at`` accepts only ``expire`` and ``cancel``: an answer after the deadline is refused.
     """
-    old = State(request.state)
+    try:
+        trigger, actor = Trigger(trigger), Actor(actor)
+    except ValueError:
+        raise Invalid(f"unknown trigger {trigger!r} or actor {actor!r}") from None
+    try:
+        old = State(request.state)
+    except ValueError:
+        raise IllegalTransition(f"the request is in an unknown state {request.state!r}") from None
     entry = TRANSITIONS.get((old, trigger))
     if entry is None:
         raise IllegalTransition(
@@ -153,7 +163,9 @@ def apply(
         and request.expires_at is not None
         and now >= request.expires_at
     ):
-        raise IllegalTransition("the request has expired", state="expired", trigger=trigger.value)
+        raise IllegalTransition("the request has expired", state=old.value, trigger=trigger.value)
+    if trigger is Trigger.EXPIRE and request.expires_at is not None and now < request.expires_at:
+        raise IllegalTransition("the request has not expired yet", state=old.value, trigger=trigger.value)
     changes: dict[str, object] = {"state": new.value, "updated_at": now}
     if new is State.ACCEPTED:
         changes["accepted_at"] = now

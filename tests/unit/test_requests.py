@@ -86,7 +86,8 @@ def test_every_state_trigger_actor(case: tuple[State, Trigger, Actor]) -> None:
     """Legal pair + allowed actor: the expected new state; legal pair + other actor: NotAllowed
     (forbidden); illegal pair: IllegalTransition (conflict), whoever pulls it."""
     state, trigger, actor = case
-    req = make(state)
+    # EXPIRE is only legal once the deadline has passed: give it a deadline already behind NOW.
+    req = make(state, expires_at=T0) if trigger is Trigger.EXPIRE else make(state)
     entry = EXPECTED.get((state, trigger))
     assert can_apply(state.value, trigger) == (entry is not None)
     if entry is None:
@@ -194,10 +195,11 @@ def test_final_moves_set_ended_at_and_default_reason(
     state: State, trigger: Trigger, actor: Actor, reason: str
 ) -> None:
     """Every move into a final state stamps ended_at and a default reason, unless one is given."""
-    moved = apply(make(state), trigger, actor, NOW).request
+    expires_at = T0 if trigger is Trigger.EXPIRE else T0 + TTL
+    moved = apply(make(state, expires_at=expires_at), trigger, actor, NOW).request
     assert moved.ended_at == NOW and moved.reason == reason
     assert moved.to_wire()["reason"] == reason
-    given = apply(make(state), trigger, actor, NOW, reason="resolved").request
+    given = apply(make(state, expires_at=expires_at), trigger, actor, NOW, reason="resolved").request
     assert given.reason == "resolved"
 
 
@@ -223,3 +225,17 @@ def test_new_request_unknown_kind_invalid(kind: str) -> None:
     with pytest.raises(Invalid) as info:
         new_request("cv_9", kind, "ag_2", T0, TTL)
     assert info.value.code == "invalid" and info.value.details == {"field": "kind"}
+
+
+def test_expire_before_deadline_is_refused() -> None:
+    """A timer that fires early cannot expire a request whose deadline is still ahead."""
+    req = make(State.PENDING)
+    assert req.expires_at is not None and NOW < req.expires_at
+    with pytest.raises(IllegalTransition):
+        apply(req, Trigger.EXPIRE, S, NOW)
+
+
+def test_string_trigger_and_actor_are_accepted() -> None:
+    """Triggers and actors given as their wire strings behave like the enum members."""
+    moved = apply(make(State.PENDING), "cancel", "agent", NOW).request  # type: ignore[arg-type]
+    assert moved.state == "cancelled" and moved.reason == "cancelled_by_agent"

@@ -1,0 +1,151 @@
+"""The composition root: reads the config once, picks the store and the Socket.IO manager, wires the
+hub, the services, the HTTP API and the media plane, and owns every background task's life cycle."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import secrets
+from collections.abc import AsyncIterator
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import socketio
+from aiohttp import web
+
+from rtc_server.config import Config, ensure_secret
+from rtc_server.stores import make_store
+from signaling.hub.fanout import SocketIOFanout
+from signaling.hub.namespaces import AgentNamespace, CustomerNamespace
+from signaling.services.auth import AuthSettings
+from signaling.services.container import ServiceSettings, Services
+from signaling.services.conversations import ChatSettings
+from signaling.services.ports import MediaGateway, NullMediaGateway
+from signaling.services.requests import RequestSettings
+from signaling.storage.base import Store
+
+log = logging.getLogger(__name__)
+
+CONFIG = web.AppKey("config", Config)
+STORE = web.AppKey("store", Store)
+SERVICES = web.AppKey("services", Services)
+SIO = web.AppKey("sio", socketio.AsyncServer)
+MEDIA = web.AppKey("media", MediaGateway)
+TASKS = web.AppKey("tasks", list[asyncio.Task[Any]])
+
+EXPIRY_SWEEP_S = 1.0
+
+
+def make_media(config: Config) -> MediaGateway:
+    """The aiortc media plane, or a null one when disabled."""
+    if not config.media:
+        return NullMediaGateway()
+    try:
+        from rtc_server.media.gateway import AiortcMediaGateway
+    except ImportError:  # TODO(lead): remove once rtc_server.media.gateway lands
+        log.warning("media plane unavailable; running without it")
+        return NullMediaGateway()
+    return AiortcMediaGateway(
+        host_addresses=list(config.media_host_addresses) or None,
+        ice_servers=list(config.ice_servers) or None,
+    )
+
+
+def make_sio(config: Config) -> socketio.AsyncServer:
+    manager: socketio.AsyncManager | None = None
+    if config.store_url.startswith("redis://"):
+        manager = socketio.AsyncRedisManager(
+            config.store_url, redis_options={"max_connections": config.redis_max_connections}
+        )
+    cors: Any = list(config.allowed_origins) if config.allowed_origins else "*"
+    return socketio.AsyncServer(
+        async_mode="aiohttp",
+        client_manager=manager,
+        cors_allowed_origins=cors,
+        max_http_buffer_size=1_000_000,
+        ping_interval=20,
+        ping_timeout=20,
+        logger=False,
+        engineio_logger=False,
+    )
+
+
+def create_app(config: Config) -> web.Application:
+    """Build the whole server for ``config`` (nothing starts until the app runs)."""
+    config = ensure_secret(config)
+    if not config.node_id:
+        from dataclasses import replace
+
+        config = replace(config, node_id=secrets.token_hex(4))
+    Path(config.data_dir).mkdir(parents=True, exist_ok=True)
+    app = web.Application(client_max_size=config.upload_max_bytes + 1024 * 1024)
+    store = make_store(config)
+    sio = make_sio(config)
+    media = make_media(config)
+    settings = ServiceSettings(
+        auth=AuthSettings(
+            secret=config.secret_bytes,
+            agent_token_ttl_s=config.agent_token_ttl_s,
+            visitor_token_ttl_s=config.visitor_token_ttl_s,
+        ),
+        chat=ChatSettings(message_max_chars=config.message_max_chars),
+        requests=RequestSettings(ttl=timedelta(seconds=config.request_ttl_s)),
+        node_id=config.node_id,
+        allowed_origins=config.allowed_origins,
+    )
+    services = Services(store, SocketIOFanout(sio), media, settings)
+    sio.register_namespace(AgentNamespace("/agent", services))
+    sio.register_namespace(CustomerNamespace("/customer", services))
+    sio.attach(app)
+    app[CONFIG] = config
+    app[STORE] = store
+    app[SERVICES] = services
+    app[SIO] = sio
+    app[MEDIA] = media
+    app[TASKS] = []
+    app.cleanup_ctx.append(_store_ctx)
+    app.cleanup_ctx.append(_background_ctx)
+    from rtc_server.http import setup_http
+
+    setup_http(app)
+    return app
+
+
+async def _store_ctx(app: web.Application) -> AsyncIterator[None]:
+    store = app[STORE]
+    await store.open()
+    if app[CONFIG].demo:
+        from rtc_server.demo import seed_demo
+
+        await seed_demo(store)
+    yield
+    media = app[MEDIA]
+    shutdown = getattr(media, "shutdown", None)
+    if shutdown is not None:
+        with contextlib.suppress(Exception):
+            await shutdown()
+    await store.close()
+
+
+async def _background_ctx(app: web.Application) -> AsyncIterator[None]:
+    services = app[SERVICES]
+
+    async def expiry_loop() -> None:
+        while True:
+            await asyncio.sleep(EXPIRY_SWEEP_S)
+            try:
+                await services.requests.expire_due()
+            except Exception:
+                log.exception("request expiry sweep failed")
+
+    tasks = app[TASKS]
+    tasks.append(asyncio.create_task(expiry_loop(), name="request-expiry"))
+    yield
+    for task in tasks:
+        task.cancel()
+    for task in tasks:
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await task
+    tasks.clear()

@@ -1,0 +1,20 @@
+"""Pick the store a URL names: ``sqlite:///path`` (embedded, default) or ``redis://host:port/db``."""
+
+from __future__ import annotations
+
+from rtc_server.config import Config
+from signaling.storage.base import Store
+
+
+def make_store(config: Config) -> Store:
+    url = config.store_url
+    if url.startswith("sqlite:///"):
+        from signaling.storage.sqlite import SqliteStore
+
+        return SqliteStore(url[len("sqlite:///"):], node_id=config.node_id or "local")
+    if url.startswith("redis://"):
+        from signaling.storage.redis_store import RedisStore  # type: ignore[import-not-found]
+
+        return RedisStore(url, node_id=config.node_id or "local",  # type: ignore[no-any-return]
+                          max_connections=config.redis_max_connections)
+    raise SystemExit(f"unsupported store URL {url!r}: use sqlite:///path or redis://host:port/db")

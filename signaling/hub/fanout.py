@@ -1,0 +1,33 @@
+"""The fan-out port over Socket.IO rooms.
+
+Rooms: ``/agent`` ``team:<id>`` (every socket of the team's agents; admins join every team) and
+``agent:<id>`` (one agent's tabs); ``/customer`` ``visitor:<id>`` (one customer's tabs). Agent-side and
+customer-side audiences are emitted separately, so a payload meant for agents can never reach a
+customer room.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import socketio
+
+from signaling.services.fanout import Audience
+
+_ROOM = {"team": ("/agent", "team:"), "agent": ("/agent", "agent:"), "visitor": ("/customer", "visitor:")}
+
+
+class SocketIOFanout:
+    def __init__(self, sio: socketio.AsyncServer) -> None:
+        self.sio = sio
+
+    async def emit(
+        self, event: str, payload: dict[str, Any], audiences: list[Audience], skip_sid: str | None = None
+    ) -> None:
+        by_namespace: dict[str, list[str]] = {}
+        for audience in audiences:
+            namespace, prefix = _ROOM[audience.kind]
+            by_namespace.setdefault(namespace, []).append(prefix + audience.id)
+        for namespace, rooms in by_namespace.items():
+            await self.sio.emit(event, payload, to=rooms if len(rooms) > 1 else rooms[0],
+                                namespace=namespace, skip_sid=skip_sid)

@@ -1,0 +1,455 @@
+"""Conversations: start, messages, notes, sync, lists, assignment, status and receipts."""
+
+from __future__ import annotations
+
+import base64
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from signaling.domain import routing, textblocks
+from signaling.domain.errors import Conflict, Forbidden, Invalid, NotFound
+from signaling.domain.models import (
+    ATTACHMENT_KINDS,
+    CLIENT_MESSAGE_KINDS,
+    Conversation,
+    Message,
+    new_id,
+    parse_iso,
+    utcnow,
+)
+from signaling.services.fanout import Audience
+from signaling.services.principal import Principal
+from signaling.services.timeline import Timeline
+from signaling.storage.base import ANY, ConversationQuery
+
+CUSTOMER_KINDS = frozenset({"text", "image", "video", "audio", "file", "flow_answer"})
+AGENT_KINDS = frozenset(CLIENT_MESSAGE_KINDS) - {"flow_answer"}
+SECTIONS = ("unassigned", "mine", "team", "done")
+
+
+@dataclass(frozen=True, slots=True)
+class ChatSettings:
+    message_max_chars: int = 10_000
+    page_size: int = 50
+
+
+def encode_cursor(conv: Conversation) -> str:
+    raw = f"{conv.updated_at.isoformat()}|{conv.id}".encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> tuple[datetime, str]:
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+        stamp, conv_id = raw.split("|", 1)
+        parsed = parse_iso(stamp)
+    except (ValueError, UnicodeDecodeError):
+        raise Invalid("bad cursor", field="cursor") from None
+    if parsed is None:
+        raise Invalid("bad cursor", field="cursor")
+    return parsed, conv_id
+
+
+class ConversationService:
+    def __init__(self, timeline: Timeline, settings: ChatSettings | None = None) -> None:
+        self.timeline = timeline
+        self.store = timeline.store
+        self.fanout = timeline.fanout
+        self.settings = settings or ChatSettings()
+        self.on_done: list[Any] = []
+        """Callbacks ``async f(conversation)`` run when a conversation is resolved (ends requests)."""
+
+    # -- start ----------------------------------------------------------------------------------------
+    async def start(self, principal: Principal, *, team_id: str | None, body: str | None,
+                    page_url: str = "", client_id: str | None = None, language: str = "") -> Conversation:
+        assert principal.visitor is not None
+        if team_id:
+            team = await self.store.get_team(team_id)
+            if team is None:
+                raise NotFound("no such team", field="team_id")
+        else:
+            teams = await self.store.list_teams()
+            if not teams:
+                raise NotFound("no team exists yet")
+            team = teams[0]
+        now = utcnow()
+        conv = Conversation(
+            id=new_id("cv"), visitor_id=principal.visitor.id, team_id=team.id, created_at=now, updated_at=now,
+            page_url=page_url[:2000], language=(language or principal.visitor.locale)[:16],
+        )
+        conv = await self.store.create_conversation(conv)
+        if body:
+            result = await self.timeline.append(self._message(principal, conv, "text", body, client_id))
+            conv = result.conversation
+        await self._route_new(conv)
+        return await self.store.get_conversation(conv.id) or conv
+
+    async def _route_new(self, conv: Conversation) -> None:
+        """Ring whoever may take ``conv`` now; on an ``auto`` team, assign it first if someone is free."""
+        team = await self.store.get_team(conv.team_id)
+        if team is not None and team.routing == "auto" and conv.assignee_id is None:
+            assigned = await self._auto_assign(conv)
+            if assigned is not None:
+                return
+        wire = await self.timeline.wire(conv)
+        targets = [Audience.agent(conv.assignee_id)] if conv.assignee_id else [Audience.team(conv.team_id)]
+        await self.fanout.emit("conversation.new", {"conversation": wire, "ring": True}, targets)
+
+    # -- auto routing ---------------------------------------------------------------------------------
+    async def _auto_assign(self, conv: Conversation) -> Conversation | None:
+        members = await self.store.list_agents(conv.team_id)
+        if not members:
+            return None
+        online = await self.store.presence_online()
+        loads = await self.store.count_open_assigned([a.id for a in members])
+        candidates = [
+            routing.Candidate(agent_id=a.id, online=a.id in online, in_team=True, load=loads.get(a.id, 0),
+                              capacity=a.capacity, status=a.status if a.status == "away" else "online")
+            for a in members
+        ]
+        last = await self.store.get_meta(f"rr:{conv.team_id}")
+        chosen = routing.choose_assignee(candidates, last)
+        if chosen is None:
+            return None
+        conv.assignee_id = chosen
+        conv.updated_at = utcnow()
+        try:
+            conv = await self.store.update_conversation(conv, expected_assignee=None)
+        except Conflict:
+            return None
+        await self.store.set_meta(f"rr:{conv.team_id}", chosen)
+        agent = await self.store.get_agent(chosen)
+        await self.timeline.system(conv, "conversation.assigned", agent_id=chosen,
+                                   agent_name=agent.name if agent else "")
+        wire = await self.timeline.broadcast_conversation(conv)
+        await self.fanout.emit("conversation.new", {"conversation": wire, "ring": True}, [Audience.agent(chosen)])
+        return conv
+
+    async def drain_queue(self, team_ids: list[str] | None = None) -> int:
+        """Assign queued conversations of ``auto`` teams to agents who are free now; returns how many."""
+        assigned = 0
+        for team in await self.store.list_teams():
+            if team.routing != "auto" or (team_ids is not None and team.id not in team_ids):
+                continue
+            queued = await self.store.list_conversations(
+                ConversationQuery(team_ids=[team.id], status="open", assignee_id=None, limit=200))
+            for conv in sorted(queued, key=lambda c: (c.created_at, c.id)):
+                if await self._auto_assign(conv) is None:
+                    break
+                assigned += 1
+        return assigned
+
+    # -- messages -------------------------------------------------------------------------------------
+    def _message(self, principal: Principal, conv: Conversation, kind: str, body: str,
+                 client_id: str | None, data: dict[str, Any] | None = None) -> Message:
+        if len(body) > self.settings.message_max_chars:
+            raise Invalid(f"body is longer than {self.settings.message_max_chars} characters", field="body")
+        return Message(
+            id=new_id("msg"), conversation_id=conv.id, seq=0, client_id=client_id or new_id("c"),
+            author=principal.author(), kind=kind, body=body, data=data or {}, created_at=utcnow(),
+        )
+
+    async def send(self, principal: Principal, conversation_id: str, client_id: str, kind: str,
+                   body: str = "", *, attachment_id: str | None = None, article_id: str | None = None,
+                   flow_id: str | None = None, textblock_id: str | None = None,
+                   flow_answer: dict[str, Any] | None = None) -> Message:
+        conv = await self.timeline.conversation_for(principal, conversation_id)
+        allowed = AGENT_KINDS if principal.is_agent else CUSTOMER_KINDS
+        if kind not in allowed:
+            raise Invalid(f"kind {kind!r} cannot be sent here", field="kind")
+        data: dict[str, Any] = {}
+        body = body.strip() if isinstance(body, str) else ""
+        if kind == "text":
+            if not body:
+                raise Invalid("body is empty", field="body")
+        elif kind in ATTACHMENT_KINDS:
+            if not attachment_id:
+                raise Invalid("attachment_id is required", field="attachment_id")
+            att = await self.store.get_attachment(attachment_id)
+            if att is None or att.conversation_id != conv.id:
+                raise NotFound("no such attachment", field="attachment_id")
+            if kind != "file" and att.kind != kind:
+                raise Invalid(f"the attachment is a {att.kind}, not a {kind}", field="kind")
+            data["attachment"] = att.to_wire()
+        elif kind == "chatblock":
+            if not textblock_id:
+                raise Invalid("textblock_id is required", field="textblock_id")
+            block = await self.store.get_textblock(textblock_id)
+            if block is None:
+                raise NotFound("no such text block", field="textblock_id")
+            body = textblocks.fill(block.body, await self.variables(principal, conv))
+            data["textblock_id"] = block.id
+        elif kind == "article":
+            if not article_id:
+                raise Invalid("article_id is required", field="article_id")
+            article = await self.store.get_article(article_id)
+            if article is None:
+                raise NotFound("no such article", field="article_id")
+            data["article"] = article.to_wire()
+            body = body or article.title
+        elif kind == "flow":
+            if not flow_id:
+                raise Invalid("flow_id is required", field="flow_id")
+            flow = await self.store.get_flow(flow_id)
+            if flow is None:
+                raise NotFound("no such flow", field="flow_id")
+            data["flow"] = flow.to_wire()
+            body = body or flow.name
+        elif kind == "flow_answer":
+            data["flow_answer"] = await self._flow_answer(conv, flow_answer, body)
+            body = data["flow_answer"]["answer"]
+        message = self._message(principal, conv, kind, body, client_id, data)
+        reopen = principal.is_customer and conv.status == "done"
+        result = await self.timeline.append(message, skip_sid=None)
+        stored = result.message
+        if result.created is False and (stored.author.kind != principal.kind or stored.author.id != principal.id):
+            raise Conflict("client_id already used by someone else", field="client_id")
+        if result.created and reopen:
+            await self._reopen(result.conversation)
+        return stored
+
+    async def _flow_answer(self, conv: Conversation, answer: dict[str, Any] | None, body: str) -> dict[str, Any]:
+        if not isinstance(answer, dict):
+            raise Invalid("flow_answer {flow_id, step_id, answer} is required", field="flow_answer")
+        flow_id, step_id = answer.get("flow_id"), answer.get("step_id")
+        text = answer.get("answer", body)
+        if not isinstance(flow_id, str) or not isinstance(step_id, str) or not isinstance(text, str):
+            raise Invalid("flow_answer needs string flow_id, step_id and answer", field="flow_answer")
+        text = text.strip()
+        if not text:
+            raise Invalid("the answer is empty", field="flow_answer")
+        flow = await self.store.get_flow(flow_id)
+        step = next((s for s in flow.steps if s.get("id") == step_id), None) if flow else None
+        if flow is None or step is None:
+            raise NotFound("no such flow step", field="flow_answer")
+        buttons = step.get("buttons") or []
+        if buttons and text not in buttons and not step.get("free_text"):
+            raise Invalid("the answer is not one of the step's buttons", field="flow_answer")
+        return {"flow_id": flow_id, "step_id": step_id, "question": step.get("question", ""), "answer": text}
+
+    async def variables(self, principal: Principal, conv: Conversation) -> dict[str, str]:
+        visitor = await self.store.get_visitor(conv.visitor_id)
+        assignee = await self.store.get_agent(conv.assignee_id) if conv.assignee_id else None
+        agent = principal.agent or assignee
+        return {
+            "customer.name": (visitor.name if visitor else "") or "",
+            "customer.email": (visitor.email if visitor else "") or "",
+            "agent.name": agent.name if agent else "",
+            "agent.email": agent.email if agent else "",
+            "conversation.id": conv.id,
+        }
+
+    async def add_note(self, principal: Principal, conversation_id: str, body: str,
+                       client_id: str | None = None) -> Message:
+        if not principal.is_agent:
+            raise Forbidden("only agents write notes")
+        conv = await self.timeline.conversation_for(principal, conversation_id)
+        body = body.strip()
+        if not body:
+            raise Invalid("body is empty", field="body")
+        if len(body) > self.settings.message_max_chars:
+            raise Invalid("note too long", field="body")
+        result = await self.timeline.note(conv, principal.author(), body, client_id)
+        return result.message
+
+    # -- sync and lists -------------------------------------------------------------------------------
+    async def sync(self, principal: Principal, conversation_id: str, after_seq: int) -> dict[str, Any]:
+        conv = await self.timeline.conversation_for(principal, conversation_id)
+        limit = 1000
+        messages = await self.store.list_messages(
+            conv.id, after_seq=after_seq, include_notes=principal.is_agent, limit=limit + 1)
+        has_more = len(messages) > limit
+        messages = messages[:limit]
+        requests = await self.store.list_requests(conv.id)
+        wire = await self.timeline.wire(conv)
+        if principal.is_customer:
+            wire = self.timeline.customer_view(wire)
+        return {
+            "conversation": wire,
+            "messages": [m.to_wire() for m in messages],
+            "requests": [r.to_wire() for r in requests],
+            "has_more": has_more,
+        }
+
+    async def list(self, principal: Principal, section: str, cursor: str | None = None,
+                   limit: int | None = None) -> dict[str, Any]:
+        if principal.is_customer:
+            assert principal.visitor is not None
+            query = ConversationQuery(visitor_id=principal.visitor.id, limit=limit or self.settings.page_size)
+        else:
+            agent = principal.agent
+            assert agent is not None
+            if section not in SECTIONS:
+                raise Invalid(f"section must be one of {', '.join(SECTIONS)}", field="section")
+            team_ids = None if agent.is_admin else list(agent.team_ids)
+            query = ConversationQuery(team_ids=team_ids, limit=limit or self.settings.page_size)
+            if section == "unassigned":
+                query.status, query.assignee_id = "open", None
+            elif section == "mine":
+                query.status, query.assignee_id, query.team_ids = "open", agent.id, None
+            elif section == "team":
+                query.status = "open"
+            else:
+                query.status = "done"
+        if cursor:
+            query.before = decode_cursor(cursor)
+        rows = await self.store.list_conversations(query)
+        out = [await self.timeline.wire(c) for c in rows]
+        if principal.is_customer:
+            out = [self.timeline.customer_view(c) for c in out]
+        next_cursor = encode_cursor(rows[-1]) if len(rows) == query.limit else None
+        return {"conversations": out, "cursor": next_cursor}
+
+    async def counts(self, principal: Principal) -> dict[str, dict[str, int]]:
+        """Per section: how many conversations and how many unread customer messages (first page)."""
+        result: dict[str, dict[str, int]] = {}
+        for section in SECTIONS[:3]:
+            page = await self.list(principal, section, limit=200)
+            convs = page["conversations"]
+            result[section] = {"count": len(convs), "unread": sum(c.get("unread", 0) for c in convs)}
+        return result
+
+    # -- assignment -----------------------------------------------------------------------------------
+    async def assign(self, principal: Principal, conversation_id: str, *, agent_id: str | None = None,
+                     team_id: str | None = None, note: str | None = None) -> Conversation:
+        if not principal.is_agent or principal.agent is None:
+            raise Forbidden("only agents assign conversations")
+        me = principal.agent
+        conv = await self.timeline.conversation_for(principal, conversation_id)
+        previous = conv.assignee_id
+        old_team = conv.team_id
+        if agent_id is None and team_id is None:
+            if previous == me.id:
+                return conv
+            if previous is not None:
+                raise Conflict("this conversation is already assigned", assignee_id=previous)
+            conv.assignee_id = me.id
+            conv.updated_at = utcnow()
+            conv = await self.store.update_conversation(conv, expected_assignee=None)
+            await self.timeline.system(conv, "conversation.assigned", agent_id=me.id, agent_name=me.name)
+            await self.timeline.broadcast_conversation(conv)
+            return conv
+        if previous is not None and previous != me.id and not me.is_admin:
+            raise Forbidden("only the assignee or an admin may redirect this conversation")
+        notify: list[Audience]
+        if agent_id is not None:
+            target = await self.store.get_agent(agent_id)
+            if target is None:
+                raise NotFound("no such agent", field="agent_id")
+            if team_id is not None and team_id not in target.team_ids:
+                raise Invalid("that agent is not in that team", field="team_id")
+            conv.assignee_id = target.id
+            if team_id is not None:
+                conv.team_id = team_id
+            elif conv.team_id not in target.team_ids and target.team_ids:
+                conv.team_id = target.team_ids[0]
+            code, params = "conversation.redirected_agent", {"agent_id": target.id, "agent_name": target.name}
+            notify = [Audience.agent(target.id)]
+        else:
+            assert team_id is not None
+            team = await self.store.get_team(team_id)
+            if team is None:
+                raise NotFound("no such team", field="team_id")
+            conv.team_id = team.id
+            conv.assignee_id = None
+            code, params = "conversation.redirected_team", {"team_id": team.id, "team_name": team.name}
+            notify = [Audience.team(team.id)]
+        conv.updated_at = utcnow()
+        conv = await self.store.update_conversation(conv, expected_assignee=previous)
+        if note and note.strip():
+            await self.timeline.note(conv, principal.author(), note.strip()[: self.settings.message_max_chars])
+        await self.timeline.system(conv, code, **params)
+        extra = [Audience.team(old_team)] if old_team != conv.team_id else []
+        if previous and previous != conv.assignee_id:
+            extra.append(Audience.agent(previous))
+        wire = await self.timeline.broadcast_conversation(conv, extra_agents=extra)
+        await self.fanout.emit("conversation.new", {"conversation": wire, "ring": True, "redirected": True,
+                                                    "note": (note or "").strip()}, notify)
+        if conv.assignee_id is None:
+            await self.drain_queue([conv.team_id])
+        return conv
+
+    # -- status ---------------------------------------------------------------------------------------
+    async def set_status(self, principal: Principal, conversation_id: str, status: str) -> Conversation:
+        if status not in ("open", "done"):
+            raise Invalid("status must be open or done", field="status")
+        conv = await self.timeline.conversation_for(principal, conversation_id)
+        if conv.status == status:
+            return conv
+        conv.status = status
+        conv.updated_at = utcnow()
+        conv = await self.store.update_conversation(conv)
+        if status == "done":
+            for callback in self.on_done:
+                await callback(conv)
+            await self.timeline.system(conv, "conversation.done")
+            await self.timeline.broadcast_conversation(conv)
+            await self.drain_queue([conv.team_id])
+        else:
+            await self.timeline.system(conv, "conversation.reopened")
+            await self.timeline.broadcast_conversation(conv)
+        return conv
+
+    async def _reopen(self, conv: Conversation) -> None:
+        conv.status = "open"
+        conv.updated_at = utcnow()
+        conv = await self.store.update_conversation(conv)
+        await self.timeline.system(conv, "conversation.reopened")
+        await self.timeline.broadcast_conversation(conv)
+        await self._route_new(conv)
+
+    # -- typing and receipts --------------------------------------------------------------------------
+    async def typing(self, principal: Principal, conversation_id: str, typing: bool) -> None:
+        conv = await self.timeline.conversation_for(principal, conversation_id)
+        payload = {"conversation_id": conv.id, "author": principal.author().to_wire(), "typing": bool(typing)}
+        await self.fanout.emit("typing", payload, self.timeline.everyone(conv), skip_sid=principal.sid)
+
+    async def receipt(self, principal: Principal, conversation_id: str, *, delivered_seq: int = 0,
+                      read_seq: int = 0) -> Conversation:
+        conv = await self.timeline.conversation_for(principal, conversation_id)
+        side = "agent" if principal.is_agent else "customer"
+        delivered_seq = min(delivered_seq, conv.last_seq)
+        read_seq = min(read_seq, conv.last_seq)
+        conv = await self.store.mark_receipt(conv.id, side, delivered_seq=delivered_seq, read_seq=read_seq)
+        payload = {
+            "conversation_id": conv.id,
+            "side": side,
+            "delivered_seq": conv.agent_delivered_seq if side == "agent" else conv.customer_delivered_seq,
+            "read_seq": conv.agent_read_seq if side == "agent" else conv.customer_read_seq,
+        }
+        await self.fanout.emit("conversation.receipt", payload, self.timeline.everyone(conv))
+        if side == "agent":
+            wire = await self.timeline.wire(conv)
+            await self.fanout.emit("conversation.updated", {"conversation": wire}, self.timeline.agents_of(conv))
+        return conv
+
+    async def search(self, principal: Principal, q: str) -> list[dict[str, Any]]:
+        agent = principal.agent
+        if agent is None:
+            raise Forbidden("only agents search")
+        q = q.strip()
+        if len(q) < 2:
+            raise Invalid("the query needs at least 2 characters", field="q")
+        if agent.is_admin:
+            team_ids = [t.id for t in await self.store.list_teams()]
+        else:
+            team_ids = list(agent.team_ids)
+        rows = await self.store.search_conversations(team_ids, q, include_notes=True)
+        return [await self.timeline.wire(c) for c in rows]
+
+    async def search_textblocks(self, principal: Principal, q: str,
+                                conversation_id: str | None = None) -> list[dict[str, Any]]:
+        if principal.agent is None:
+            raise Forbidden("only agents use text blocks")
+        language = None
+        if conversation_id:
+            conv = await self.timeline.conversation_for(principal, conversation_id)
+            language = conv.language or None
+        blocks = [b for b in await self.store.list_textblocks()
+                  if b.team_id is None or principal.agent.is_admin or b.team_id in principal.agent.team_ids]
+        found = textblocks.search(blocks, q, language=language or principal.agent.locale, limit=10)
+        return [b.to_wire() for b in found]
+
+
+__all__ = ["ConversationService", "ChatSettings", "ANY"]

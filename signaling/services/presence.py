@@ -1,0 +1,63 @@
+"""Agent presence: online when at least one socket is connected (on any node) and not set away."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from signaling.domain.errors import Invalid
+from signaling.domain.models import Agent
+from signaling.services.conversations import ConversationService
+from signaling.services.fanout import Audience, Fanout
+from signaling.storage.base import Store
+
+
+class PresenceService:
+    def __init__(self, store: Store, fanout: Fanout, conversations: ConversationService, node_id: str) -> None:
+        self.store = store
+        self.fanout = fanout
+        self.conversations = conversations
+        self.node_id = node_id
+
+    async def connected(self, agent: Agent, sid: str) -> None:
+        count = await self.store.presence_add(agent.id, self.node_id, sid)
+        if count == 1:
+            await self._announce(agent, online=True)
+            await self.conversations.drain_queue(list(agent.team_ids))
+
+    async def disconnected(self, agent: Agent, sid: str) -> None:
+        count = await self.store.presence_remove(agent.id, self.node_id, sid)
+        if count == 0:
+            await self._announce(agent, online=False)
+
+    async def _announce(self, agent: Agent, online: bool) -> None:
+        current = await self.store.get_agent(agent.id) or agent
+        status = self.effective(current, online)
+        payload = {"agent_id": agent.id, "status": status}
+        await self.fanout.emit("agent.presence", payload, [Audience.team(t) for t in agent.team_ids])
+
+    @staticmethod
+    def effective(agent: Agent, online: bool) -> str:
+        if not online:
+            return "offline"
+        return "away" if agent.status == "away" else "online"
+
+    async def set_status(self, agent: Agent, status: str) -> Agent:
+        """The agent's own choice: ``online`` (available) or ``away`` (no auto-assignment)."""
+        if status not in ("online", "away"):
+            raise Invalid("status must be online or away", field="status")
+        current = await self.store.get_agent(agent.id) or agent
+        current.status = status
+        current = await self.store.update_agent(current)
+        await self._announce(current, online=True)
+        if status == "online":
+            await self.conversations.drain_queue(list(current.team_ids))
+        return current
+
+    async def list_agents(self) -> list[dict[str, Any]]:
+        online = await self.store.presence_online()
+        out = []
+        for agent in await self.store.list_agents():
+            wire = agent.to_wire()
+            wire["status"] = self.effective(agent, agent.id in online)
+            out.append(wire)
+        return out

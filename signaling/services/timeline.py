@@ -1,0 +1,160 @@
+"""What both conversation and request services need: access checks, audiences, and appending to a
+conversation's timeline with the right fan-out (notes to agents only)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from signaling.domain.errors import NotFound
+from signaling.domain.models import Author, Conversation, Message, Visitor, new_id, utcnow
+from signaling.services.fanout import Audience, Fanout
+from signaling.services.principal import Principal
+from signaling.storage.base import AppendResult, Store
+
+SYSTEM_AUTHOR = Author(kind="system", id="system", name="")
+
+#: English renderings of system message codes; clients render ``code`` + ``params`` in their language.
+SYSTEM_TEXT: dict[str, str] = {
+    "conversation.started": "Conversation started",
+    "conversation.assigned": "{agent_name} joined the conversation",
+    "conversation.redirected_agent": "Conversation redirected to {agent_name}",
+    "conversation.redirected_team": "Conversation redirected to team {team_name}",
+    "conversation.done": "Conversation resolved",
+    "conversation.reopened": "Conversation reopened",
+    "request.pending": "{kind_label} requested",
+    "request.accepted": "{kind_label} accepted",
+    "request.active": "{kind_label} started",
+    "request.declined": "{kind_label} declined",
+    "request.cancelled": "{kind_label} cancelled",
+    "request.expired": "{kind_label} request expired",
+    "request.ended": "{kind_label} ended",
+}
+
+KIND_LABELS = {
+    "cobrowse": "Co-browsing",
+    "call": "Call",
+    "video": "Video call",
+    "desktop": "Desktop share",
+    "show_screen": "Screen share",
+    "conference": "Conference call",
+}
+
+
+def render_system(code: str, params: dict[str, Any]) -> str:
+    template = SYSTEM_TEXT.get(code, code)
+    try:
+        text = template.format(**params)
+    except (KeyError, IndexError):
+        text = template
+    if code == "request.ended" and isinstance(params.get("duration_s"), int | float):
+        secs = int(params["duration_s"])
+        text += f" after {secs // 60} min {secs % 60} s"
+    return text
+
+
+class Timeline:
+    """Conversation access and appends, shared by the services."""
+
+    def __init__(self, store: Store, fanout: Fanout) -> None:
+        self.store = store
+        self.fanout = fanout
+
+    # -- access ---------------------------------------------------------------------------------------
+    @staticmethod
+    def may_access(principal: Principal, conv: Conversation) -> bool:
+        if principal.agent is not None:
+            agent = principal.agent
+            return agent.is_admin or conv.team_id in agent.team_ids or conv.assignee_id == agent.id
+        return principal.visitor is not None and conv.visitor_id == principal.visitor.id
+
+    async def conversation_for(self, principal: Principal, conversation_id: str) -> Conversation:
+        """The conversation if the caller may see it; ``not_found`` otherwise (existence is not leaked)."""
+        conv = await self.store.get_conversation(conversation_id)
+        if conv is None or not self.may_access(principal, conv):
+            raise NotFound("no such conversation")
+        return conv
+
+    # -- audiences ------------------------------------------------------------------------------------
+    @staticmethod
+    def agents_of(conv: Conversation) -> list[Audience]:
+        audiences = [Audience.team(conv.team_id)]
+        if conv.assignee_id:
+            audiences.append(Audience.agent(conv.assignee_id))
+        return audiences
+
+    @classmethod
+    def everyone(cls, conv: Conversation) -> list[Audience]:
+        return [*cls.agents_of(conv), Audience.visitor(conv.visitor_id)]
+
+    # -- wire shapes ----------------------------------------------------------------------------------
+    async def wire(self, conv: Conversation, visitor: Visitor | None = None) -> dict[str, Any]:
+        if visitor is None:
+            visitor = await self.store.get_visitor(conv.visitor_id)
+        out = conv.to_wire(visitor)
+        if conv.assignee_id:
+            agent = await self.store.get_agent(conv.assignee_id)
+            out["assignee"] = agent.public() if agent else None
+        else:
+            out["assignee"] = None
+        return out
+
+    @staticmethod
+    def customer_view(conv_wire: dict[str, Any]) -> dict[str, Any]:
+        """What a customer may see of a conversation: no agent-side counters."""
+        out = dict(conv_wire)
+        out.pop("unread", None)
+        out.pop("last_message_preview", None)
+        return out
+
+    async def broadcast_conversation(self, conv: Conversation, event: str = "conversation.updated",
+                                     extra_agents: list[Audience] | None = None) -> dict[str, Any]:
+        wire = await self.wire(conv)
+        await self.fanout.emit(event, {"conversation": wire}, [*self.agents_of(conv), *(extra_agents or [])])
+        await self.fanout.emit(event, {"conversation": self.customer_view(wire)},
+                               [Audience.visitor(conv.visitor_id)])
+        return wire
+
+    # -- appends --------------------------------------------------------------------------------------
+    async def append(self, message: Message, skip_sid: str | None = None) -> AppendResult:
+        """Store ``message`` and, if it is new, send ``message.new`` to who may see it."""
+        result = await self.store.append_message(message)
+        if result.created:
+            await self.publish(result.conversation, result.message, skip_sid=skip_sid)
+        return result
+
+    async def publish(self, conv: Conversation, message: Message, skip_sid: str | None = None) -> None:
+        payload = {"message": message.to_wire()}
+        if message.is_note:
+            await self.fanout.emit("message.new", payload, self.agents_of(conv), skip_sid=skip_sid)
+        else:
+            await self.fanout.emit("message.new", payload, self.everyone(conv), skip_sid=skip_sid)
+
+    async def system(self, conv: Conversation, code: str, **params: Any) -> Message:
+        """Append a system message (``code`` + ``params``, rendered in English in ``body``)."""
+        message = Message(
+            id=new_id("msg"),
+            conversation_id=conv.id,
+            seq=0,
+            client_id=new_id("sys"),
+            author=SYSTEM_AUTHOR,
+            kind="system",
+            body=render_system(code, params),
+            data={"code": code, "params": params},
+            created_at=utcnow(),
+        )
+        result = await self.append(message)
+        return result.message
+
+    async def note(self, conv: Conversation, author: Author, body: str, client_id: str | None = None,
+                   skip_sid: str | None = None) -> AppendResult:
+        message = Message(
+            id=new_id("msg"),
+            conversation_id=conv.id,
+            seq=0,
+            client_id=client_id or new_id("note"),
+            author=author,
+            kind="note",
+            body=body,
+            created_at=utcnow(),
+        )
+        return await self.append(message, skip_sid=skip_sid)
