@@ -102,12 +102,12 @@ async def _admin(args: argparse.Namespace, config: Config) -> int:
             return 0
         team_ids = []
         for name in args.team:
-            team = await store.get_team_by_name(name)
-            if team is None:
+            found = await store.get_team_by_name(name)
+            if found is None:
                 print(f"error: no team named {name!r} (create it with: rtc-server team add {name})",
                       file=sys.stderr)
                 return 2
-            team_ids.append(team.id)
+            team_ids.append(found.id)
         agent = await store.create_agent(Agent(
             id=new_id("ag"), email=args.email.strip(), name=args.name or args.email.split("@")[0],
             password_hash=hash_password(args.password), team_ids=team_ids, is_admin=args.admin,

@@ -20,7 +20,7 @@ from rtc_server.stores import make_store
 from signaling.hub.fanout import SocketIOFanout
 from signaling.hub.namespaces import AgentNamespace, CustomerNamespace
 from signaling.services.auth import AuthSettings
-from signaling.services.container import ServiceSettings, Services
+from signaling.services.container import Services, ServiceSettings
 from signaling.services.conversations import ChatSettings
 from signaling.services.ports import MediaGateway, NullMediaGateway
 from signaling.services.requests import RequestSettings

@@ -11,7 +11,7 @@ def setup_http(app: web.Application) -> None:
 
     core.setup(app)
     try:
-        from rtc_server.http import routes  # the rest of the REST API, pages and OpenAPI
+        from rtc_server.http import routes  # type: ignore[attr-defined,unused-ignore]  # the rest of the REST API, pages and OpenAPI
     except ImportError:  # pragma: no cover - only while the module is being written
         return
     routes.setup(app)

@@ -198,7 +198,7 @@ class AgentNamespace(HubNamespace):
         await self.services.presence.disconnected(principal.agent, sid)
 
     async def conversations_list(self, who: Principal, p: dict[str, Any]) -> dict[str, Any]:
-        return await self.services.conversations.list(
+        return await self.services.conversations.list_section(
             who, P.string(p, "section", max_len=20), P.string(p, "cursor", required=False, max_len=400))
 
     async def conversations_counts(self, who: Principal, p: dict[str, Any]) -> dict[str, Any]:
@@ -287,7 +287,7 @@ class CustomerNamespace(HubNamespace):
         return {"conversation": wire}
 
     async def conversations_list(self, who: Principal, p: dict[str, Any]) -> dict[str, Any]:
-        return await self.services.conversations.list(who, "mine")
+        return await self.services.conversations.list_section(who, "mine")
 
     async def request_respond(self, who: Principal, p: dict[str, Any]) -> dict[str, Any]:
         request = await self.services.requests.respond(

@@ -272,7 +272,7 @@ class ConversationService:
             "has_more": has_more,
         }
 
-    async def list(self, principal: Principal, section: str, cursor: str | None = None,
+    async def list_section(self, principal: Principal, section: str, cursor: str | None = None,
                    limit: int | None = None) -> dict[str, Any]:
         if principal.is_customer:
             assert principal.visitor is not None
@@ -305,7 +305,7 @@ class ConversationService:
         """Per section: how many conversations and how many unread customer messages (first page)."""
         result: dict[str, dict[str, int]] = {}
         for section in SECTIONS[:3]:
-            page = await self.list(principal, section, limit=200)
+            page = await self.list_section(principal, section, limit=200)
             convs = page["conversations"]
             result[section] = {"count": len(convs), "unread": sum(c.get("unread", 0) for c in convs)}
         return result
