@@ -105,6 +105,11 @@ def _deliver(outcomes: Iterable[tuple[asyncio.AbstractEventLoop, _Outcome]]) -> 
             pass
 
 
+def _fold(value: str | None) -> str | None:
+    """SQL ``fold(x)``: Unicode case folding (SQLite's own ``lower``/``LIKE`` fold ASCII only)."""
+    return value.casefold() if isinstance(value, str) else value
+
+
 def _map_error(exc: Exception) -> Exception:
     """Constraint violations become domain errors; anything else goes to the caller unchanged."""
     if isinstance(exc, sqlite3.IntegrityError):
@@ -156,18 +161,22 @@ class _Worker:
 
     def _connect(self) -> sqlite3.Connection:
         conn = sqlite3.connect(self._path, isolation_level=None, check_same_thread=True)
-        conn.row_factory = sqlite3.Row
-        conn.execute("PRAGMA busy_timeout = 5000")
-        mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
-        if mode != "wal" and self._path != ":memory:":
-            raise Unavailable(f"SQLite refused WAL mode (got {mode!r})")
-        conn.execute("PRAGMA synchronous = FULL")
-        conn.execute("PRAGMA foreign_keys = ON")
-        conn.create_function(
-            "fold", 1, lambda v: v.casefold() if isinstance(v, str) else v, deterministic=True
-        )
-        s.migrate(conn)
-        conn.execute("DELETE FROM presence WHERE node_id = ?", (self._node_id,))  # stale: our previous run
+        try:
+            conn.row_factory = sqlite3.Row
+            conn.execute("PRAGMA busy_timeout = 5000")
+            mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+            if mode != "wal" and self._path != ":memory:":
+                raise Unavailable(f"SQLite refused WAL mode (got {mode!r})")
+            conn.execute("PRAGMA synchronous = FULL")
+            conn.execute("PRAGMA foreign_keys = ON")
+            conn.create_function("fold", 1, _fold, deterministic=True)
+            s.migrate(conn)
+            conn.execute(
+                "DELETE FROM presence WHERE node_id = ?", (self._node_id,)
+            )  # stale: our previous run
+        except BaseException:
+            conn.close()
+            raise
         return conn
 
     def _run(self, loop: asyncio.AbstractEventLoop, ready: asyncio.Future[None]) -> None:
