@@ -10,8 +10,9 @@ the batch) and only then resolves the futures: a caller's ``await`` returns afte
 Reads go through the same queue, in order with the writes, inside the batch's transaction; they see
 every write submitted before them and are answered, like the writes, after the commit.
 
-Operations run in submission order, so compare-and-set, the ``seq`` counter and "one live request per
-kind" are atomic without locks; unique indexes back them up on disk.
+Operations run one at a time in submission order, so compare-and-set, the ``seq`` counter and "one
+live request per kind" are atomic without locks; unique indexes back them up on disk. A caller that
+stops waiting (cancelled, timed out) does not withdraw its operation: once submitted, it runs and commits.
 """
 
 from __future__ import annotations
