@@ -11,6 +11,10 @@ default) and ``redis_store.RedisStore`` (several nodes). Rules every implementat
 - ``create_request`` refuses (``Conflict``) a second live request (pending, accepted, active) of the same
   kind in one conversation, atomically.
 - Records come back as fresh objects: mutating one never changes the store.
+- Errors: ``create_*`` with a taken id -> ``Conflict``; ``update_*`` of a missing record ->
+  ``NotFound``; ``create_request`` / ``create_attachment`` without the conversation -> ``NotFound``;
+  ``update_team`` renaming to a taken name -> ``Conflict``; ``close()`` may be called twice; calls after
+  close -> ``Unavailable``.
 """
 
 from __future__ import annotations
@@ -41,6 +45,8 @@ class _Any:
 
 
 ANY: _Any = _Any()
+AnyMarker = _Any
+"""The type of :data:`ANY`, for implementations' type hints."""
 
 LIVE_REQUEST_STATES = ("pending", "accepted", "active")
 
@@ -61,6 +67,7 @@ class ConversationQuery:
 
     Ordered newest activity first: ``updated_at`` descending, then ``id`` descending. ``before`` is the
     cursor ``(updated_at, id)`` of the last row of the previous page: rows strictly after it in that order.
+    ``before[0]`` is the row's exact ``updated_at`` (full precision: never round-trip it through ``iso()``).
     """
 
     team_ids: list[str] | None = None
@@ -119,7 +126,8 @@ class Store(Protocol):
 
     # -- presence (which agents have a live socket, on any node) --------------------------------------
     async def presence_add(self, agent_id: str, node_id: str, sid: str) -> int:
-        """Record a connected socket; returns the agent's number of sockets on all nodes."""
+        """Record a connected socket (the same triple twice counts once); returns the agent's number of
+        sockets on all nodes."""
 
     async def presence_remove(self, agent_id: str, node_id: str, sid: str) -> int:
         """Forget a socket; returns the agent's remaining number of sockets on all nodes."""
@@ -157,14 +165,17 @@ class Store(Protocol):
         self, team_ids: list[str], q: str, *, include_notes: bool, limit: int = 20
     ) -> list[Conversation]:
         """Conversations of those teams whose messages (notes only with ``include_notes``), visitor name
-        or visitor email contain ``q`` (case-insensitive), newest activity first."""
+        or visitor email contain ``q`` (case-insensitive), newest activity first; an empty ``q`` or
+        ``team_ids`` gives ``[]``."""
 
     # -- messages -------------------------------------------------------------------------------------
     async def append_message(self, message: Message) -> AppendResult:
         """Store ``message`` with the next ``seq`` (the given ``seq`` is ignored), atomically with the
         conversation's counters: ``last_seq``, ``updated_at``; ``unread`` + 1 for a customer message;
         ``last_message_at`` / ``last_message_preview`` for any kind but ``note``. Idempotent on
-        ``(conversation_id, client_id)``. ``NotFound`` if the conversation does not exist."""
+        ``(conversation_id, client_id)`` (an empty ``client_id`` is never deduplicated); the conversation's
+        ``updated_at`` becomes max(stored, ``message.created_at``). ``NotFound`` if the conversation does
+        not exist."""
 
     async def list_messages(
         self, conversation_id: str, *, after_seq: int = 0, include_notes: bool = True, limit: int = 1000
@@ -175,7 +186,8 @@ class Store(Protocol):
         self, conversation_id: str, side: str, *, delivered_seq: int = 0, read_seq: int = 0
     ) -> Conversation:
         """Raise the ``side`` (``customer`` or ``agent``) delivered/read marks to at least the given
-        values (never lowers them; read implies delivered). For ``agent`` reads, ``unread`` becomes the
+        values, capped at ``last_seq`` (never lowers them; read implies delivered; ``Invalid`` for another
+        side; ``NotFound`` without the conversation). For ``agent`` reads, ``unread`` becomes the
         number of customer messages with ``seq`` above the new read mark."""
 
     # -- requests -------------------------------------------------------------------------------------
@@ -185,7 +197,8 @@ class Store(Protocol):
     async def get_request(self, request_id: str) -> Request | None: ...
 
     async def update_request(self, request: Request, *, expected_state: str) -> Request:
-        """Compare-and-set on ``state``: writes every field, or raises ``Conflict`` (nothing written)."""
+        """Compare-and-set on ``state``: writes every field, or raises ``Conflict`` (nothing written); also
+        ``Conflict`` if the new state is live while another live request of that kind exists."""
 
     async def list_requests(self, conversation_id: str, *, live_only: bool = False) -> list[Request]:
         """Oldest first."""
