@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 from dataclasses import dataclass
 from datetime import datetime
@@ -59,6 +60,9 @@ class ConversationService:
         self.settings = settings or ChatSettings()
         self.on_done: list[Any] = []
         """Callbacks ``async f(conversation)`` run when a conversation is resolved (ends requests)."""
+        self._routing_locks: dict[str, asyncio.Lock] = {}
+        """Per team: one auto-assignment decision at a time on this node, so concurrent starts see each
+        other's loads (otherwise they all pick the same agent, past its capacity)."""
 
     # -- start ----------------------------------------------------------------------------------------
     async def start(self, principal: Principal, *, team_id: str | None, body: str | None,
@@ -98,6 +102,25 @@ class ConversationService:
 
     # -- auto routing ---------------------------------------------------------------------------------
     async def _auto_assign(self, conv: Conversation) -> Conversation | None:
+        lock = self._routing_locks.setdefault(conv.team_id, asyncio.Lock())
+        async with lock:
+            claimed = await self._claim_for_least_busy(conv)
+        if claimed is None:
+            return None
+        conv, chosen = claimed
+        agent = await self.store.get_agent(chosen)
+        await self.timeline.system(conv, "conversation.assigned", agent_id=chosen,
+                                   agent_name=agent.name if agent else "")
+        wire = await self.timeline.broadcast_conversation(conv)
+        await self.fanout.emit("conversation.new", {"conversation": wire, "ring": True}, [Audience.agent(chosen)])
+        return conv
+
+    async def _claim_for_least_busy(self, conv: Conversation) -> tuple[Conversation, str] | None:
+        """Choose the assignee and claim ``conv`` for them (compare-and-set); None if nobody or too late."""
+        current = await self.store.get_conversation(conv.id)
+        if current is None or current.status != "open" or current.assignee_id is not None:
+            return None
+        conv = current
         members = await self.store.list_agents(conv.team_id)
         if not members:
             return None
@@ -119,12 +142,7 @@ class ConversationService:
         except Conflict:
             return None
         await self.store.set_meta(f"rr:{conv.team_id}", chosen)
-        agent = await self.store.get_agent(chosen)
-        await self.timeline.system(conv, "conversation.assigned", agent_id=chosen,
-                                   agent_name=agent.name if agent else "")
-        wire = await self.timeline.broadcast_conversation(conv)
-        await self.fanout.emit("conversation.new", {"conversation": wire, "ring": True}, [Audience.agent(chosen)])
-        return conv
+        return conv, chosen
 
     async def drain_queue(self, team_ids: list[str] | None = None) -> int:
         """Assign queued conversations of ``auto`` teams to agents who are free now; returns how many."""
@@ -136,7 +154,10 @@ class ConversationService:
                 ConversationQuery(team_ids=[team.id], status="open", assignee_id=None, limit=200))
             for conv in sorted(queued, key=lambda c: (c.created_at, c.id)):
                 if await self._auto_assign(conv) is None:
-                    break
+                    current = await self.store.get_conversation(conv.id)
+                    if current is not None and current.status == "open" and current.assignee_id is None:
+                        break  # nobody is free: the rest stays queued
+                    continue  # taken or resolved meanwhile: try the next one
                 assigned += 1
         return assigned
 
