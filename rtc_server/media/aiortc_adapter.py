@@ -1,0 +1,276 @@
+"""The one place that reaches into aiortc's internals, pinned to aiortc 1.16.0.
+
+aiortc decodes everything it receives and encodes everything it sends. An SFU wants neither, and
+aiortc 1.16 has no public switch for it, so this module adapts *individual* objects (never module
+globals: a test client in the same process still decodes normally) at four seams, each checked by
+``tests/media/test_aiortc_adapter.py``:
+
+1. **Receiver** (:class:`ReceiverTap`). ``RTCRtpReceiver._handle_rtp_packet`` reassembles frames in
+   its jitter buffer and puts ``(codec, JitterFrame)`` on a ``queue.Queue`` read by a decoder thread
+   (``__decoder_queue``). The tap replaces that queue, before ``receive()`` starts the thread, with an
+   object whose ``put`` hands the still-encoded VP8 frame to a callback on the event loop, and whose
+   ``get`` (called by the now idle thread) just waits for the stop sentinel. Opus packets skip the
+   jitter buffer (its 4-frame prefetch would add 80 ms): a wrapper around ``_handle_rtp_packet``
+   forwards each one as it arrives, with its RFC 6464 audio level, then lets aiortc do its usual
+   bookkeeping (RTCP receiver reports, NACKs, RTX).
+2. **Sender** (:func:`feed_sender`). ``RTCRtpSender._run_rtp`` calls ``self._next_encoded_frame(codec)``
+   for each frame; the instance gets its own version that reads a
+   :class:`~rtc_server.media.forwarding.ForwardedTrack` and packetises the encoded frame (VP8 payload
+   descriptor with the sender's own picture id; Opus as is), keeping the audio level. aiortc then
+   sequences, timestamps, stores for NACK, protects and sends as usual.
+3. **Keyframe requests**. ``RTCRtpSender._handle_rtcp_packet`` answers PLI/FIR with
+   ``self._send_keyframe()``, which only sets an encoder flag; the instance gets a version that asks
+   the track's publisher instead (:meth:`ReceiverTap.request_keyframe` sends the RTCP PLI through the
+   publisher's ``RTCRtpReceiver._send_rtcp_pli``).
+4. **Host candidates** (:func:`restrict_host_addresses`). aioice's ``Connection.gather_candidates``
+   passes ``get_host_addresses()`` (which never includes 127.0.0.1) to
+   ``get_component_candidates``; the peer's ICE connections get a version that binds the configured
+   addresses instead.
+
+Importing this module fails with a clear message on any other aiortc version.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any
+
+import aiortc
+from aiortc import RTCPeerConnection, RTCRtpReceiver, RTCRtpSender
+from aiortc.rtcicetransport import RTCIceTransport
+from aiortc.rtcrtpsender import RTCEncodedFrame
+
+from rtc_server.media.forwarding import EncodedFrame, ForwardedTrack, is_vp8_keyframe
+
+log = logging.getLogger(__name__)
+
+SUPPORTED_AIORTC = "1.16.0"
+#: Largest RTP payload we produce (aiortc's own packetiser uses the same).
+MAX_PAYLOAD = 1300
+_VP8_DESCRIPTOR_SIZE = 4
+
+
+class UnsupportedAiortc(RuntimeError):
+    """The installed aiortc is not the version this adapter was written and tested against."""
+
+
+def check_aiortc_version(version: str | None = None) -> None:
+    """Raise :class:`UnsupportedAiortc` unless ``version`` (default: the installed one) is supported."""
+    found = aiortc.__version__ if version is None else version
+    if found != SUPPORTED_AIORTC:
+        raise UnsupportedAiortc(
+            f"rtc_server.media forwards encoded frames through aiortc {SUPPORTED_AIORTC} internals "
+            f"(RTCRtpReceiver decoder queue, RTCRtpSender._next_encoded_frame); found aiortc {found}. "
+            f"Pin aiortc=={SUPPORTED_AIORTC} or re-check rtc_server/media/aiortc_adapter.py."
+        )
+
+
+check_aiortc_version()
+
+
+# -- receiver ------------------------------------------------------------------------------------
+
+
+class _EncodedFrameQueue:
+    """Stands in for the receiver's decoder ``queue.Queue``: ``put`` runs on the event loop (from
+    ``_handle_rtp_packet``), ``get`` on the receiver's decoder thread, which has nothing to decode."""
+
+    def __init__(self, on_item: Callable[[Any], None]) -> None:
+        self._on_item = on_item
+        self._stopped = threading.Event()
+
+    def put(self, item: Any) -> None:
+        if item is None:
+            self._stopped.set()
+        else:
+            self._on_item(item)
+
+    def get(self) -> None:
+        self._stopped.wait()
+        return None
+
+
+class _Unwrapper:
+    """Unwraps 32-bit RTP timestamps into a never-decreasing (modulo reordering) integer."""
+
+    def __init__(self) -> None:
+        self._last: int | None = None
+        self._cycles = 0
+
+    def __call__(self, timestamp: int) -> int:
+        last = self._last
+        if last is not None:
+            if timestamp < last and last - timestamp > 0x80000000:
+                self._cycles += 1 << 32
+            elif timestamp > last and timestamp - last > 0x80000000:
+                return timestamp + self._cycles - (1 << 32)  # a late packet from before the wrap
+        self._last = timestamp
+        return timestamp + self._cycles
+
+
+class ReceiverTap:
+    """Makes one server-side :class:`RTCRtpReceiver` yield encoded frames to ``on_frame``.
+
+    ``audio_payload_types`` are the negotiated Opus payload types (audio packets of any other type
+    are not forwarded). Install it before the receiver starts (the ``track`` event of
+    ``setRemoteDescription`` is the natural place).
+    """
+
+    def __init__(
+        self,
+        receiver: RTCRtpReceiver,
+        kind: str,
+        on_frame: Callable[[EncodedFrame], None],
+        audio_payload_types: Iterable[int] = (),
+    ) -> None:
+        if kind not in ("audio", "video"):
+            raise ValueError(f"unsupported kind {kind!r}")
+        if getattr(receiver, "_RTCRtpReceiver__decoder_thread", None) is not None:
+            raise RuntimeError("the receiver already started its decoder")
+        if not hasattr(receiver, "_RTCRtpReceiver__decoder_queue"):
+            raise UnsupportedAiortc("RTCRtpReceiver has no decoder queue to replace")
+        self.receiver = receiver
+        self.kind = kind
+        self.ssrc: int | None = None
+        """SSRC of the publisher's stream, once a packet arrived."""
+        self.packets = 0
+        self._on_frame = on_frame
+        self._audio_pts = frozenset(audio_payload_types)
+        self._unwrap = _Unwrapper()
+        self._pli_tasks: set[asyncio.Task[None]] = set()
+        self._failed = False
+        self._original_handle = receiver._handle_rtp_packet
+        receiver._RTCRtpReceiver__decoder_queue = _EncodedFrameQueue(self._on_jitter_frame)  # type: ignore[attr-defined]
+        receiver._handle_rtp_packet = self._handle_rtp_packet  # type: ignore[method-assign]
+
+    async def _handle_rtp_packet(self, packet: Any, arrival_time_ms: int) -> None:
+        self.packets += 1
+        self.ssrc = packet.ssrc
+        if self.kind == "audio" and packet.payload and packet.payload_type in self._audio_pts:
+            level = packet.extensions.audio_level
+            self._emit(
+                EncodedFrame(
+                    "audio",
+                    packet.payload,
+                    self._unwrap(packet.timestamp),
+                    True,
+                    None if level is None else level[1],
+                )
+            )
+        await self._original_handle(packet, arrival_time_ms)
+
+    def _on_jitter_frame(self, item: Any) -> None:
+        if self.kind != "video":
+            return  # audio went out directly from _handle_rtp_packet
+        _codec, jitter_frame = item
+        data = jitter_frame.data
+        self._emit(EncodedFrame("video", data, jitter_frame.timestamp, is_vp8_keyframe(data)))
+
+    def _emit(self, frame: EncodedFrame) -> None:
+        # Runs inside aiortc's packet handling: an exception here would end the DTLS transport.
+        try:
+            self._on_frame(frame)
+        except Exception:
+            if not self._failed:
+                self._failed = True
+                log.exception("forwarding a %s frame failed", self.kind)
+
+    def request_keyframe(self) -> None:
+        """Send an RTCP PLI to the publisher (no-op before its first packet)."""
+        if self.ssrc is None or self.kind != "video":
+            return
+        task = asyncio.ensure_future(self.receiver._send_rtcp_pli(self.ssrc))
+        self._pli_tasks.add(task)
+        task.add_done_callback(self._pli_tasks.discard)
+
+    def close(self) -> None:
+        """Forget the callback (the receiver itself is stopped by its peer connection)."""
+        self._on_frame = _ignore
+        for task in list(self._pli_tasks):
+            task.cancel()
+
+
+def _ignore(frame: EncodedFrame) -> None:
+    return None
+
+
+# -- sender --------------------------------------------------------------------------------------
+
+
+def packetize_vp8(data: bytes, picture_id: int) -> list[bytes]:
+    """Split one VP8 frame into RTP payloads (RFC 7741): each starts with a 4-byte descriptor
+    (X=1, S=1 on the first, I=1 with a 15-bit picture id)."""
+    pid_hi = 0x80 | ((picture_id >> 8) & 0x7F)
+    pid_lo = picture_id & 0xFF
+    first = bytes((0x90, 0x80, pid_hi, pid_lo))
+    rest = bytes((0x80, 0x80, pid_hi, pid_lo))
+    step = MAX_PAYLOAD - _VP8_DESCRIPTOR_SIZE
+    if len(data) <= step:
+        return [first + data]
+    payloads = [first + data[:step]]
+    payloads.extend(rest + data[pos : pos + step] for pos in range(step, len(data), step))
+    return payloads
+
+
+def feed_sender(sender: RTCRtpSender, track: ForwardedTrack) -> None:
+    """Make ``sender`` send ``track``'s encoded frames as they are, and pass PLI/FIR to its source."""
+    if sender.kind != track.kind:
+        raise ValueError(f"cannot feed a {track.kind} track to a {sender.kind} sender")
+    if not hasattr(sender, "_next_encoded_frame") or not hasattr(sender, "_send_keyframe"):
+        raise UnsupportedAiortc("RTCRtpSender has no _next_encoded_frame/_send_keyframe")
+    sender.replaceTrack(track)
+    video = track.kind == "video"
+    picture_id = 0
+
+    async def next_encoded_frame(codec: Any) -> RTCEncodedFrame | None:
+        nonlocal picture_id
+        frame = await track.recv()
+        if not sender._enabled:
+            return None
+        if video:
+            payloads = packetize_vp8(frame.data, picture_id)
+            picture_id = (picture_id + 1) & 0x7FFF
+            level = None
+        else:
+            payloads = [frame.data]
+            # aiortc writes the extension as -audio_level (it expects dBov, <= 0).
+            level = None if frame.audio_level is None else -frame.audio_level
+        return RTCEncodedFrame(payloads, frame.timestamp, level)  # type: ignore[arg-type]
+
+    sender._next_encoded_frame = next_encoded_frame  # type: ignore[method-assign]
+    sender._send_keyframe = track.request_keyframe  # type: ignore[method-assign]
+
+
+# -- ICE host candidates ---------------------------------------------------------------------------
+
+
+def ice_transports(pc: RTCPeerConnection) -> Iterator[RTCIceTransport]:
+    """The ICE transports a peer connection currently uses (one per transceiver / SCTP, bundled
+    ones repeated)."""
+    for transceiver in pc.getTransceivers():
+        yield transceiver.receiver.transport.transport
+    if pc.sctp is not None:
+        yield pc.sctp.transport.transport
+
+
+def restrict_host_addresses(pc: RTCPeerConnection, addresses: Iterable[str]) -> None:
+    """Make every not-yet-gathered ICE transport of ``pc`` offer host candidates on ``addresses``
+    only (e.g. ``["127.0.0.1"]``). Call before each ``setLocalDescription``."""
+    chosen = list(addresses)
+    for transport in ice_transports(pc):
+        gatherer = transport.iceGatherer
+        connection = gatherer._connection
+        if gatherer.state != "new" or getattr(connection, "_rtc_host_addresses", None) is not None:
+            continue
+        original = connection.get_component_candidates
+
+        async def get_component_candidates(
+            component: int, addresses: list[str], timeout: int = 5, _original: Any = original
+        ) -> Any:
+            return await _original(component=component, addresses=chosen, timeout=timeout)
+
+        connection.get_component_candidates = get_component_candidates  # type: ignore[method-assign]
+        connection._rtc_host_addresses = chosen  # type: ignore[attr-defined]

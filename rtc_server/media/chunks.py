@@ -1,0 +1,126 @@
+"""The chunk envelope: JSON messages larger than a data channel message may be.
+
+Chromium and aiortc refuse data channel messages above 262,144 bytes, and a co-browsed page's full
+snapshot can be several megabytes. A JSON message whose UTF-8 encoding is larger than
+:data:`MAX_MESSAGE_BYTES` travels as consecutive text messages, each one an envelope::
+
+    {"t": "chunk", "id": "<message id>", "i": <index>, "n": <count>, "d": "<piece>"}
+
+- ``id``: a string (1-64 characters) naming the message, unique among the sender's recent messages;
+- ``i``: the piece's 0-based index; ``n``: how many pieces (1 to :data:`MAX_PIECES`);
+- ``d``: a piece of the original message's JSON *text*.
+
+The receiver concatenates the ``d`` of pieces ``0 .. n-1`` of one ``id`` and parses the result as the
+original message. The pieces of a message are sent consecutively, in order, on the ordered channel;
+a piece out of sequence, a new ``id`` before the last piece, or a reassembled text larger than
+:data:`MAX_REASSEMBLED_BYTES` discards the partial message. Splitting the JSON text into pieces of
+at most 65,536 UTF-16 code units (JavaScript string indices) always keeps an envelope under the limit
+(at most 3 UTF-8 bytes per code unit, an escaped quote is 2 bytes); the server, which writes ASCII-only
+JSON envelopes, uses pieces of :data:`SERVER_PIECE_CHARS` characters (ASCII texts) or a third of that.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+from collections.abc import Iterator
+from typing import Any
+
+MAX_MESSAGE_BYTES = 262_144
+"""Largest data channel message, in bytes, in both directions."""
+MAX_PIECES = 1024
+MAX_REASSEMBLED_BYTES = 32 * 1024 * 1024
+CLIENT_PIECE_CHARS = 65_536
+SERVER_PIECE_CHARS = 120_000
+MAX_ID_CHARS = 64
+
+
+class ChunkError(ValueError):
+    """A chunk envelope broke the rules; the partial message was discarded."""
+
+
+def is_chunk(message: Any) -> bool:
+    """Whether a parsed message is a chunk envelope."""
+    return isinstance(message, dict) and message.get("t") == "chunk"
+
+
+class ChunkAssembler:
+    """Reassembles the chunked messages of one channel."""
+
+    def __init__(self, max_bytes: int = MAX_REASSEMBLED_BYTES) -> None:
+        self._max_bytes = max_bytes
+        self._id: str | None = None
+        self._parts: list[str] = []
+        self._size = 0
+        self._count = 0
+
+    @property
+    def pending(self) -> bool:
+        """A message is partly received."""
+        return self._id is not None
+
+    def feed(self, envelope: dict[str, Any]) -> str | None:
+        """Add one envelope; returns the whole JSON text after its last piece, else ``None``.
+
+        Raises :class:`ChunkError` (and forgets the partial message) on a broken sequence."""
+        msg_id, index, count, piece = (
+            envelope.get("id"),
+            envelope.get("i"),
+            envelope.get("n"),
+            envelope.get("d"),
+        )
+        if not (isinstance(msg_id, str) and 0 < len(msg_id) <= MAX_ID_CHARS):
+            raise self._fail("chunk id must be a string of 1-64 characters")
+        if not (_is_int(count) and 1 <= count <= MAX_PIECES and _is_int(index) and 0 <= index < count):
+            raise self._fail("chunk i/n out of range")
+        if not isinstance(piece, str):
+            raise self._fail("chunk d must be a string")
+        if index == 0:
+            self._reset()
+            self._id, self._count = msg_id, count
+        elif msg_id != self._id or count != self._count or index != len(self._parts):
+            raise self._fail("chunk out of sequence")
+        self._parts.append(piece)
+        self._size += len(piece)
+        if self._size > self._max_bytes:
+            raise self._fail("chunked message too large")
+        if index < count - 1:
+            return None
+        text = "".join(self._parts)
+        self._reset()
+        return text
+
+    def _reset(self) -> None:
+        self._id, self._parts, self._size, self._count = None, [], 0, 0
+
+    def _fail(self, reason: str) -> ChunkError:
+        self._reset()
+        return ChunkError(reason)
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+class ChunkWriter:
+    """Splits the server's outgoing JSON texts into envelopes when needed."""
+
+    def __init__(self, prefix: str = "s", piece_chars: int = SERVER_PIECE_CHARS) -> None:
+        self._prefix = prefix
+        self._piece_chars = piece_chars
+        self._ids = itertools.count(1)
+
+    def messages(self, text: str) -> Iterator[str]:
+        """``text`` itself when it fits in one data channel message, else its chunk envelopes."""
+        if len(text) <= MAX_MESSAGE_BYTES // 4 or len(text.encode("utf-8")) <= MAX_MESSAGE_BYTES:
+            yield text
+            return
+        msg_id = f"{self._prefix}{next(self._ids)}"
+        # ASCII: at most 2 bytes per character once escaped; else up to 6 (a unicode escape).
+        step = self._piece_chars if text.isascii() else self._piece_chars // 3
+        count = -(-len(text) // step)
+        for index in range(count):
+            piece = text[index * step : (index + 1) * step]
+            yield json.dumps(
+                {"t": "chunk", "id": msg_id, "i": index, "n": count, "d": piece}, separators=(",", ":")
+            )

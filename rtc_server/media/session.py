@@ -1,0 +1,263 @@
+"""One media session (one accepted request): its participants' peers, who receives what, and when it ends.
+
+Forwarding policy by request kind (:data:`FORWARDED_KINDS`, :func:`may_forward`):
+
+============  =====================================================================================
+kind          forwarded
+============  =====================================================================================
+call          every participant's audio to every other participant
+video         audio and video, every participant to every other
+desktop       the customer's video (their screen) to every other participant
+show_screen   an agent's video (their screen) to every other participant
+conference    audio and video, every participant to every other; join and leave at any time
+cobrowse      no media: the ``cobrowse`` data channels (:mod:`rtc_server.media.cobrowse`)
+============  =====================================================================================
+
+End of a session (``closed`` event): a conference ends with reason ``empty`` when its last participant
+has gone; any other kind ends as soon as one side is gone (no customer, or no agent, left): reason
+``peer_dropped`` when a peer connection failed or was closed by the client, ``ended`` after
+:meth:`Session.leave`; :meth:`Session.close` ends it with the caller's reason.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Coroutine
+from typing import Any
+
+from aiortc import RTCDataChannel
+
+from rtc_server.media.cobrowse import CHANNEL_LABEL, CobrowseRelay
+from rtc_server.media.forwarding import TrackSource
+from rtc_server.media.peer import Peer, PeerConfig, Slot, stream_id_for
+from signaling.domain.errors import Invalid, NotFound
+from signaling.services.ports import MediaEvent, Participant, SessionSpec
+
+log = logging.getLogger(__name__)
+
+#: Media kinds forwarded, by request kind.
+FORWARDED_KINDS: dict[str, frozenset[str]] = {
+    "call": frozenset({"audio"}),
+    "video": frozenset({"audio", "video"}),
+    "desktop": frozenset({"video"}),
+    "show_screen": frozenset({"video"}),
+    "conference": frozenset({"audio", "video"}),
+    "cobrowse": frozenset(),
+}
+
+
+def may_forward(kind: str, publisher: Participant, subscriber: Participant, media: str) -> bool:
+    """Whether a session of ``kind`` forwards ``publisher``'s ``media`` track to ``subscriber``."""
+    if publisher.key == subscriber.key or media not in FORWARDED_KINDS.get(kind, ()):
+        return False
+    if kind == "desktop":
+        return publisher.kind == "customer"
+    if kind == "show_screen":
+        return publisher.kind == "agent"
+    return True
+
+
+Reporter = Callable[[MediaEvent], None]
+
+
+class Session:
+    """The peers of one request and the forwarding between them."""
+
+    def __init__(self, spec: SessionSpec, config: PeerConfig, report: Reporter) -> None:
+        if spec.kind not in FORWARDED_KINDS:
+            raise Invalid(f"unknown session kind {spec.kind!r}", field="kind")
+        self.spec = spec
+        self.config = config
+        self._report = report
+        self.peers: dict[str, Peer] = {}
+        self.closed = False
+        self.close_reason: str | None = None
+        self._active_reported = False
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._teardown: asyncio.Future[None] | None = None
+        self.cobrowse = (
+            CobrowseRelay(spec.policy, on_active=self._on_active) if spec.kind == "cobrowse" else None
+        )
+
+    @property
+    def request_id(self) -> str:
+        return self.spec.request_id
+
+    @property
+    def kind(self) -> str:
+        return self.spec.kind
+
+    # -- calls from the gateway ------------------------------------------------------------------------
+
+    async def offer(self, participant: Participant, sdp: str) -> str:
+        """Apply ``participant``'s offer (creating their peer on the first one); returns the answer."""
+        self._check_open()
+        peer = self.peers.get(participant.key)
+        created = peer is None or peer.closed
+        if created:
+            peer = Peer(participant, self.config, self)
+            self.peers[participant.key] = peer
+        assert peer is not None
+        try:
+            answer = await peer.accept_offer(sdp)
+        except BaseException:
+            if created and self.peers.get(participant.key) is peer:
+                del self.peers[participant.key]
+                await peer.close()
+            raise
+        return answer
+
+    async def answer(self, participant: Participant, sdp: str) -> None:
+        """Apply ``participant``'s answer to the server's offer."""
+        self._check_open()
+        peer = self.peers.get(participant.key)
+        if peer is None:
+            raise NotFound("no peer for this participant in the session")
+        await peer.accept_answer(sdp)
+
+    async def leave(self, participant: Participant) -> None:
+        """Close ``participant``'s peer; reports ``participant_left`` (and ``closed`` if it ends)."""
+        peer = self.peers.get(participant.key)
+        if peer is None or self.closed:
+            return
+        await self._depart(peer, "left", closing_reason="ended")
+
+    async def close(self, reason: str) -> None:
+        """Report ``closed`` and close every peer (idempotent; every caller waits for the teardown)."""
+        if self._teardown is None:
+            self.closed = True
+            self.close_reason = reason
+            self._report(MediaEvent("closed", self.request_id, reason=reason))
+            self._teardown = asyncio.ensure_future(self._close_all())
+        await asyncio.shield(self._teardown)
+
+    async def _close_all(self) -> None:
+        pending = list(self._tasks)
+        for task in pending:
+            task.cancel()
+        peers = list(self.peers.values())
+        self.peers.clear()
+        if self.cobrowse is not None:
+            self.cobrowse.close()
+        await asyncio.gather(*(peer.close() for peer in peers), return_exceptions=True)
+        await asyncio.gather(*pending, return_exceptions=True)
+
+    def _check_open(self) -> None:
+        if self.closed:
+            raise NotFound("the media session is closed")
+
+    # -- departures ----------------------------------------------------------------------------------------
+
+    async def _depart(self, peer: Peer, reason: str, closing_reason: str) -> None:
+        if self.peers.get(peer.participant.key) is not peer:
+            return
+        del self.peers[peer.participant.key]
+        if self.cobrowse is not None:
+            self.cobrowse.remove(peer.participant)
+        await peer.close()
+        self._report(MediaEvent("participant_left", self.request_id, peer.participant, reason=reason))
+        if self._should_end():
+            await self.close("empty" if self.kind == "conference" else closing_reason)
+        else:
+            self._route()
+
+    def _should_end(self) -> bool:
+        if self.kind == "conference":
+            return not self.peers
+        kinds = {p.participant.kind for p in self.peers.values()}
+        return "customer" not in kinds or not (kinds - {"customer"})
+
+    def _spawn(self, coro: Coroutine[Any, Any, Any]) -> None:
+        task = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    # -- routing ------------------------------------------------------------------------------------------------
+
+    def _sources(self) -> list[tuple[Peer, TrackSource]]:
+        return [
+            (peer, incoming.source)
+            for peer in self.peers.values()
+            if not peer.closed
+            for incoming in peer.incoming
+            if incoming.active and not incoming.source.closed
+        ]
+
+    def _route(self) -> None:
+        """Attach every allowed source to a sender of every subscriber; release the rest."""
+        if self.closed:
+            return
+        sources = self._sources()
+        for sub in self.peers.values():
+            if sub.closed:
+                continue
+            wanted = {
+                src: pub
+                for pub, src in sources
+                if may_forward(self.kind, pub.participant, sub.participant, src.kind)
+            }
+            attached: dict[TrackSource, Slot] = {}
+            for slot in sub.slots:
+                src = slot.track.source
+                if src is not None and (src not in wanted or not slot.usable):
+                    slot.track.detach()
+                    src = None
+                if src is None:
+                    if slot.dedicated and not slot.retired:
+                        sub.retire_slot(slot)
+                else:
+                    attached[src] = slot
+            for src, pub in wanted.items():
+                if src in attached:
+                    continue
+                slot = None if self.kind == "conference" else sub.free_slot(src.kind)
+                if slot is None:
+                    slot = sub.add_slot(src.kind, stream_id_for(pub.participant))
+                slot.track.attach(src)
+
+    # -- PeerListener ----------------------------------------------------------------------------------------------
+
+    def on_peer_changed(self, peer: Peer) -> None:
+        self._route()
+
+    def on_peer_connected(self, peer: Peer) -> None:
+        self._report(MediaEvent("connected", self.request_id, peer.participant))
+
+    def on_peer_gone(self, peer: Peer, reason: str) -> None:
+        if not self.closed:
+            self._spawn(self._depart(peer, reason, closing_reason=reason))
+
+    def on_peer_datachannel(self, peer: Peer, channel: RTCDataChannel) -> None:
+        if self.cobrowse is not None and channel.label == CHANNEL_LABEL:
+            self.cobrowse.add(peer.participant, channel)
+        else:
+            log.info(
+                "ignoring data channel %r of %s in a %s session",
+                channel.label,
+                peer.participant.key,
+                self.kind,
+            )
+
+    def on_peer_offer(self, peer: Peer, sdp: str, streams: dict[str, str]) -> None:
+        if not self.closed and not peer.closed:
+            data: dict[str, Any] = {"sdp": sdp, "type": "offer", "streams": self._stream_names(streams)}
+            self._report(MediaEvent("offer", self.request_id, peer.participant, data=data))
+
+    def on_first_forward(self, peer: Peer) -> None:
+        self._on_active()
+
+    def _on_active(self) -> None:
+        if not self._active_reported and not self.closed:
+            self._active_reported = True
+            self._report(MediaEvent("active", self.request_id))
+
+    def _stream_names(self, streams: dict[str, str]) -> dict[str, dict[str, str]]:
+        """Stream id -> who publishes it, for the client's display."""
+        names: dict[str, dict[str, str]] = {}
+        for stream_id in streams:
+            for peer in self.peers.values():
+                if stream_id_for(peer.participant) == stream_id:
+                    p = peer.participant
+                    names[stream_id] = {"kind": p.kind, "id": p.id, "name": p.name}
+        return names
