@@ -10,7 +10,7 @@ database for the duration of the test (so a test can close a store and open a ne
 from __future__ import annotations
 
 import itertools
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Protocol
@@ -29,6 +29,7 @@ from signaling.domain.models import (
 )
 from signaling.storage.base import AppendResult, Store
 from signaling.storage.sqlite import SqliteStore
+from tests.redis_server import RedisServer, redis_available
 
 
 class MakeStore(Protocol):
@@ -50,8 +51,21 @@ def sqlite_factory(request: pytest.FixtureRequest, workdir: Path) -> MakeStore:
     return make
 
 
+def redis_factory(request: pytest.FixtureRequest, workdir: Path) -> MakeStore:
+    """RedisStore on the session's redis-server, emptied for this test."""
+    from signaling.storage.redis_store import RedisStore
+
+    server: RedisServer = request.getfixturevalue("redis_server")
+    server.flushall()
+
+    def make(node_id: str = "local") -> Store:
+        return RedisStore(server.url, node_id=node_id, max_connections=50)
+
+    return make
+
+
 #: name -> factory; the ``store`` fixtures are parametrized over these keys.
-STORE_FACTORIES: dict[str, StoreFactory] = {"sqlite": sqlite_factory}
+STORE_FACTORIES: dict[str, StoreFactory] = {"sqlite": sqlite_factory, "redis": redis_factory}
 
 #: A fixed instant tests build times from, so ordering assertions never depend on the clock.
 T0 = datetime(2026, 3, 1, 12, 0, 0, tzinfo=UTC)
@@ -175,3 +189,17 @@ class Seed:
 def seed(store: Store) -> Seed:
     """Record builders bound to ``store``."""
     return Seed(store)
+
+
+# -- Redis (appended by the several-nodes work) ----------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+    """One real ``redis-server`` for the whole session (each test empties it first)."""
+    if not redis_available():
+        pytest.skip("redis-server is not installed")
+    server = RedisServer(tmp_path_factory.mktemp("redis"))
+    server.start()
+    yield server
+    server.stop()
