@@ -67,11 +67,13 @@ class HubNamespace(socketio.AsyncNamespace):
 
     # -- events ---------------------------------------------------------------------------------------
     async def trigger_event(self, event: str, *args: Any) -> Any:
-        if event == "connect":
-            return await self.on_connect(*args)
-        if event == "disconnect":
-            return await self.on_disconnect(*args)
         sid = args[0] if args else None
+        if event in ("connect", "disconnect"):
+            # The server calls these while the socket is connecting or disconnecting (not yet / no longer
+            # "connected"); an event of that name from a connected client is a spoof, not a life cycle.
+            if not (isinstance(sid, str) and self.server.manager.is_connected(sid, self.namespace)):
+                return await (self.on_connect(*args) if event == "connect" else self.on_disconnect(*args))
+            return {"ok": False, "error": {"code": "invalid", "message": f"unknown event {event!r}"}}
         payload = args[1] if len(args) > 1 else None
         principal = self.principals.get(sid) if isinstance(sid, str) else None
         if principal is None:
@@ -102,13 +104,18 @@ class HubNamespace(socketio.AsyncNamespace):
             "rtc.offer": self.rtc_offer,
             "rtc.answer": self.rtc_answer,
             "rtc.config": self.rtc_config,
+            # customers only; routed on both namespaces so an agent gets a clear ``forbidden``
+            "request.respond": self.request_respond,
         }
 
     async def message_send(self, who: Principal, p: dict[str, Any]) -> dict[str, Any]:
         kind = P.string(p, "kind", required=False, default="text", max_len=20)
         flow_answer = p.get("flow_answer")
-        if flow_answer is not None and not isinstance(flow_answer, dict):
-            raise Invalid("flow_answer must be an object", field="flow_answer")
+        if flow_answer is not None:
+            if not isinstance(flow_answer, dict):
+                raise Invalid("flow_answer must be an object", field="flow_answer")
+            flow_answer = {k: P.string(flow_answer, k, required=False, max_len=self.services.message_max_chars)
+                           for k in ("flow_id", "step_id", "answer") if k in flow_answer}
         message = await self.services.conversations.send(
             who,
             P.string(p, "conversation_id"),
@@ -159,6 +166,11 @@ class HubNamespace(socketio.AsyncNamespace):
 
     async def rtc_config(self, who: Principal, p: dict[str, Any]) -> dict[str, Any]:
         return {"ice_servers": self.services.media.ice_servers()}
+
+    async def request_respond(self, who: Principal, p: dict[str, Any]) -> dict[str, Any]:
+        request = await self.services.requests.respond(
+            who, P.string(p, "request_id"), P.boolean(p, "accept"))
+        return {"request": request.to_wire()}
 
 
 class AgentNamespace(HubNamespace):
@@ -268,7 +280,6 @@ class CustomerNamespace(HubNamespace):
             **self.common_handlers(),
             "conversation.start": self.conversation_start,
             "conversations.list": self.conversations_list,
-            "request.respond": self.request_respond,
         }
 
     async def joined(self, sid: str, principal: Principal) -> None:
@@ -288,8 +299,3 @@ class CustomerNamespace(HubNamespace):
 
     async def conversations_list(self, who: Principal, p: dict[str, Any]) -> dict[str, Any]:
         return await self.services.conversations.list_section(who, "mine")
-
-    async def request_respond(self, who: Principal, p: dict[str, Any]) -> dict[str, Any]:
-        request = await self.services.requests.respond(
-            who, P.string(p, "request_id"), P.boolean(p, "accept"))
-        return {"request": request.to_wire()}

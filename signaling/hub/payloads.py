@@ -28,9 +28,20 @@ def string(p: dict[str, Any], key: str, *, required: bool = True, max_len: int =
         raise Invalid(f"{key} must be a string", field=key)
     if len(value) > max_len:
         raise Invalid(f"{key} is longer than {max_len} characters", field=key)
+    if not _is_utf8(value):
+        raise Invalid(f"{key} is not valid text (lone surrogate)", field=key)
     if required and not value:
         raise Invalid(f"{key} must not be empty", field=key)
     return value
+
+
+def _is_utf8(value: str) -> bool:
+    """JSON may carry lone surrogates (``"\\ud800"``) that no store can encode: refuse them here."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def integer(p: dict[str, Any], key: str, *, default: int = 0, minimum: int = 0,
