@@ -4,9 +4,10 @@ outgoing RTP senders (slots).
 Negotiation rules:
 
 - The client makes the first offer. Its offer is cleaned (:mod:`rtc_server.media.sdp`: mDNS candidates
-  out, Opus/VP8 only), every audio/video m-section is answered ``sendrecv``-capable, so a client that
-  offers ``sendrecv`` or ``recvonly`` transceivers receives the other participants' media on them
-  without any renegotiation.
+  out, Opus/VP8 only). In 1:1 kinds every audio/video m-section is answered ``sendrecv``-capable, so a
+  client that offers ``sendrecv`` or ``recvonly`` transceivers receives the other side's media on
+  them without any renegotiation. In a conference the server only receives on the client's
+  transceivers and sends every other participant's tracks on transceivers of its own.
 - When the server needs a sender the client did not offer (a conference participant joins, an agent
   who offered nothing receives a screen), it adds a ``sendonly`` transceiver whose ``msid`` stream id
   names the publisher (:func:`stream_id_for`) and sends an offer (the ``offer`` media event, delivered
@@ -138,8 +139,17 @@ class IncomingTrack:
 class Peer:
     """The server's :class:`RTCPeerConnection` for one participant of one session."""
 
-    def __init__(self, participant: Participant, config: PeerConfig, listener: PeerListener) -> None:
+    def __init__(
+        self,
+        participant: Participant,
+        config: PeerConfig,
+        listener: PeerListener,
+        send_on_client_transceivers: bool,
+    ) -> None:
         self.participant = participant
+        self.send_on_client_transceivers = send_on_client_transceivers
+        """Answer client-offered transceivers so the server may send on them (1:1 kinds); else the
+        server only receives on them and adds its own sendonly transceivers (conference)."""
         self.config = config
         self._listener = listener
         self.pc = RTCPeerConnection(
@@ -230,7 +240,8 @@ class Peer:
             if id(transceiver) in known:
                 continue
             _prefer_forwarded_codecs(transceiver)
-            transceiver.direction = "sendrecv"  # answered as and(sendrecv, what the client offered)
+            # answered as and(direction, what the client offered)
+            transceiver.direction = "sendrecv" if self.send_on_client_transceivers else "recvonly"
             self._slot_count += 1
             track = ForwardedTrack(
                 transceiver.kind,
@@ -247,7 +258,10 @@ class Peer:
     def _refresh_directions(self) -> None:
         for slot in self.slots:
             if not slot.dedicated:
-                slot.usable = (slot.transceiver._offerDirection or "inactive") in _SENDING
+                slot.usable = (
+                    self.send_on_client_transceivers
+                    and (slot.transceiver._offerDirection or "inactive") in _SENDING
+                )
                 if not slot.usable:
                     slot.track.detach()
         for incoming in self.incoming:
@@ -280,6 +294,12 @@ class Peer:
         slot.transceiver.direction = "inactive"
         self._schedule_negotiation()
 
+    @property
+    def negotiating(self) -> bool:
+        """An offer or answer is being applied: transceivers must not be added now (aiortc's answer
+        would include them); the session routes again when it is done."""
+        return self._lock.locked()
+
     def free_slot(self, kind: str) -> Slot | None:
         """A client-offered sender of ``kind`` with nothing attached."""
         return next((s for s in self.slots if s.kind == kind and not s.dedicated and s.free), None)
@@ -308,6 +328,7 @@ class Peer:
                 self.offers_sent += 1
             streams = {s.stream_id: s.track.id for s in self.slots if s.dedicated and not s.retired}
             self._listener.on_peer_offer(self, local, streams)
+            self._listener.on_peer_changed(self)
         except asyncio.CancelledError:
             raise
         except Exception:
@@ -362,7 +383,8 @@ class Peer:
             incoming.tap.close()
         for slot in self.slots:
             slot.track.stop()
-        await self.pc.close()
+        # shielded: cancelling a waiter of aiortc's shared close future would break a concurrent close
+        await asyncio.shield(self.pc.close())
 
 
 def _prefer_forwarded_codecs(transceiver: RTCRtpTransceiver) -> None:

@@ -96,7 +96,7 @@ class Session:
         peer = self.peers.get(participant.key)
         created = peer is None or peer.closed
         if created:
-            peer = Peer(participant, self.config, self)
+            peer = Peer(participant, self.config, self, send_on_client_transceivers=self.kind != "conference")
             self.peers[participant.key] = peer
         assert peer is not None
         try:
@@ -213,6 +213,8 @@ class Session:
                     continue
                 slot = None if self.kind == "conference" else sub.free_slot(src.kind)
                 if slot is None:
+                    if sub.negotiating:
+                        continue  # routed again once its negotiation is done
                     slot = sub.add_slot(src.kind, stream_id_for(pub.participant))
                 slot.track.attach(src)
 

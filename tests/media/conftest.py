@@ -231,12 +231,13 @@ class Rig:
         return client
 
     async def close(self) -> None:
-        for client in self.clients:
-            await client.close()
-        await self.gateway.shutdown()
+        self.log.auto_answer = False
         for task in list(self.log.tasks):
             task.cancel()
         await asyncio.gather(*self.log.tasks, return_exceptions=True)
+        for client in self.clients:
+            await client.close()
+        await self.gateway.shutdown()
 
 
 @pytest.fixture
