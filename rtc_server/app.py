@@ -56,9 +56,9 @@ def make_media(config: Config) -> MediaGateway:
 def make_sio(config: Config) -> socketio.AsyncServer:
     manager: socketio.AsyncManager | None = None
     if config.store_url.startswith("redis://"):
-        manager = socketio.AsyncRedisManager(
-            config.store_url, redis_options={"max_connections": config.redis_max_connections}
-        )
+        from rtc_server.pubsub import SupervisedRedisManager
+
+        manager = SupervisedRedisManager(config.store_url, max_connections=config.redis_max_connections)
     cors: Any = list(config.allowed_origins) if config.allowed_origins else "*"
     return socketio.AsyncServer(
         async_mode="aiohttp",
@@ -106,6 +106,7 @@ def create_app(config: Config) -> web.Application:
     app[MEDIA] = media
     app[TASKS] = []
     app.cleanup_ctx.append(_store_ctx)
+    app.cleanup_ctx.append(_pubsub_ctx)
     app.cleanup_ctx.append(_background_ctx)
     from rtc_server.http import setup_http
 
@@ -127,6 +128,19 @@ async def _store_ctx(app: web.Application) -> AsyncIterator[None]:
         with contextlib.suppress(Exception):
             await shutdown()
     await store.close()
+
+
+async def _pubsub_ctx(app: web.Application) -> AsyncIterator[None]:
+    """Start the Socket.IO manager now rather than at the first connection (a Redis manager's listener
+    must run before ``/readyz`` says ready), and stop its listener at shutdown."""
+    sio = app[SIO]
+    if not sio.manager_initialized:
+        sio.manager_initialized = True
+        sio.manager.initialize()
+    yield
+    aclose = getattr(sio.manager, "aclose", None)
+    if aclose is not None:
+        await aclose()
 
 
 async def _background_ctx(app: web.Application) -> AsyncIterator[None]:

@@ -119,13 +119,16 @@ async def healthz(request: web.Request) -> web.Response:
 
 
 async def readyz(request: web.Request) -> web.Response:
-    from rtc_server.app import STORE
+    from rtc_server.app import SIO, STORE
 
     checks: dict[str, bool] = {}
     try:
         checks["store"] = bool(await request.app[STORE].ping())
     except Exception:
         checks["store"] = False
+    listener_healthy = getattr(request.app[SIO].manager, "listener_healthy", None)
+    if listener_healthy is not None:  # several nodes: the Redis pub/sub listener must be subscribed and alive
+        checks["pubsub"] = bool(listener_healthy())
     ready = all(checks.values())
     return web.json_response({"status": "ready" if ready else "not_ready", "checks": checks},
                              status=200 if ready else 503)
