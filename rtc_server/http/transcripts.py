@@ -44,9 +44,9 @@ async def list_conversations(request: web.Request) -> web.Response:
     cursor = request.query.get("cursor") or None
     if cursor is not None and len(cursor) > 400:
         raise Invalid("bad cursor", field="cursor")
-    conversations = request.app[SERVICES].conversations
-    # mypy loses ConversationService.list (the method shadows the builtin in its own annotations).
-    page = await conversations.list(who, request.query.get("section", ""), cursor)  # type: ignore[attr-defined]
+    page = await request.app[SERVICES].conversations.list_section(
+        who, request.query.get("section", ""), cursor
+    )
     return web.json_response(page)
 
 
