@@ -27,8 +27,8 @@ PAGE_HEADERS = {
     "Referrer-Policy": "same-origin",
     "X-Frame-Options": "SAMEORIGIN",
 }
-#: Route patterns of this module (the OpenAPI coverage check leaves them out: they are pages, not API).
-PAGE_PATHS = ("/", "/agent", "/agent/", "/demo", "/demo/", "/widget.js", "/{path:.*}")
+#: Canonical route paths of this module (the OpenAPI coverage check leaves them out: pages, not API).
+PAGE_PATHS = ("/", "/agent", "/agent/", "/demo", "/demo/", "/widget.js", "/{path}")
 
 _TYPES = {
     ".html": "text/html; charset=utf-8",

@@ -1,0 +1,137 @@
+"""Operations endpoints: ``/metrics`` (Prometheus text format) and ``/api/openapi.json`` (OpenAPI 3.1).
+
+Pins: every metrics line is valid exposition syntax with HELP/TYPE per family, and the values follow
+reality (connected sockets, hub events, store up, memory); the OpenAPI document describes every route
+registered on the app (pages and ``/socket.io/`` aside) and nothing that does not exist, every ``$ref``
+resolves, and errors use the ``{ok: false, error: {code, message}}`` envelope.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from rtc_server.http.pages import PAGE_PATHS
+from tests.conftest import Hub, RunningServer
+
+SAMPLE = re.compile(
+    r'^(?P<name>[a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(?P<labels>(?:[a-zA-Z_][a-zA-Z0-9_]*="(?:[^"\\\n]|\\.)*",?)*)\})?'
+    r" (?P<value>[-+]?(?:[0-9]+(?:\.[0-9]*)?(?:[eE][-+]?[0-9]+)?|\+Inf|-Inf|NaN))$"
+)
+
+
+async def scrape(hub: Hub) -> tuple[str, dict[str, float]]:
+    async with hub.http.get(f"{hub.server.url}/metrics") as resp:
+        assert resp.status == 200
+        assert resp.headers["Content-Type"] == "text/plain; version=0.0.4; charset=utf-8"
+        text = await resp.text()
+    samples: dict[str, float] = {}
+    typed: set[str] = set()
+    for line in text.splitlines():
+        if line.startswith("# TYPE "):
+            typed.add(line.split()[2])
+            continue
+        if line.startswith("# HELP ") or not line:
+            continue
+        match = SAMPLE.match(line)
+        assert match, f"not exposition syntax: {line!r}"
+        family = re.sub(r"_(bucket|sum|count)$", "", match["name"])
+        assert match["name"] in typed or family in typed, f"sample before its TYPE: {line!r}"
+        samples[line.rsplit(" ", 1)[0]] = float(match["value"].replace("+Inf", "inf"))
+    return text, samples
+
+
+async def test_metrics_exposition(hub: Hub) -> None:
+    """Sockets per namespace, hub events by name, HTTP requests by route, store up, uptime, RSS."""
+    alice = await hub.agent("alice@example.com")
+    customer = await hub.customer(name="M")
+    await customer.ok("conversation.start", {"body": "hello"})
+    await alice.ok("conversations.list", {"section": "unassigned"})
+    async with hub.http.get(f"{hub.server.url}/api/agents") as resp:
+        assert resp.status == 401
+    text, samples = await scrape(hub)
+    assert samples['rtc_sockets_connected{namespace="/agent"}'] == 1
+    assert samples['rtc_sockets_connected{namespace="/customer"}'] == 1
+    assert samples['rtc_hub_events_total{namespace="customer",event="conversation.start"}'] == 1
+    assert samples['rtc_hub_events_total{namespace="agent",event="conversations.list"}'] == 1
+    assert samples['rtc_http_requests_total{method="POST",route="/api/auth/login",status="200"}'] >= 1
+    assert samples['rtc_http_requests_total{method="GET",route="/api/agents",status="401"}'] == 1
+    assert samples["rtc_store_up"] == 1
+    assert samples["rtc_uptime_seconds"] >= 0
+    assert samples["rtc_process_resident_memory_bytes"] > 1_000_000
+    assert samples["rtc_agents_online"] == 1
+    bucket = 'rtc_http_request_duration_seconds_bucket{route="/api/auth/login",le="+Inf"}'
+    assert samples[bucket] == samples['rtc_http_request_duration_seconds_count{route="/api/auth/login"}']
+    assert "# TYPE rtc_http_request_duration_seconds histogram" in text
+    await alice.disconnect()
+    for _ in range(100):
+        _, samples = await scrape(hub)
+        if samples['rtc_sockets_connected{namespace="/agent"}'] == 0:
+            break
+    assert samples['rtc_sockets_connected{namespace="/agent"}'] == 0
+
+
+def app_routes(server: RunningServer) -> set[tuple[str, str]]:
+    """``(method, path)`` of every API route on the app: no HEAD (implied by GET), pages, Socket.IO."""
+    out = set()
+    for route in server.app.router.routes():
+        resource = route.resource
+        if resource is None or route.method in ("HEAD", "*"):
+            continue
+        path = resource.canonical
+        if path in PAGE_PATHS or path.startswith("/socket.io"):
+            continue
+        out.add((route.method.lower(), path))
+    return out
+
+
+def resolve(doc: dict[str, Any], node: Any, seen: list[str]) -> None:
+    if isinstance(node, dict):
+        if "$ref" in node:
+            target = node["$ref"]
+            assert target.startswith("#/components/schemas/"), target
+            assert target.rsplit("/", 1)[1] in doc["components"]["schemas"], f"dangling {target}"
+            seen.append(target)
+        for value in node.values():
+            resolve(doc, value, seen)
+    elif isinstance(node, list):
+        for value in node:
+            resolve(doc, value, seen)
+
+
+async def test_openapi_covers_every_route(hub: Hub, server: RunningServer) -> None:
+    """Each (method, path) the app serves is in the document, and each documented one exists."""
+    async with hub.http.get(f"{server.url}/api/openapi.json") as resp:
+        assert resp.status == 200
+        doc = await resp.json()
+    assert doc["openapi"].startswith("3.1")
+    documented = {(m, p) for p, ops in doc["paths"].items() for m in ops}
+    routes = app_routes(server)
+    assert routes - documented == set(), f"routes missing from the OpenAPI document: {routes - documented}"
+    assert documented - routes == set(), f"documented routes that do not exist: {documented - routes}"
+    assert len(routes) > 30
+
+
+async def test_openapi_schemas_and_errors(hub: Hub) -> None:
+    """Every ``$ref`` resolves; every operation has responses, a summary and, when it needs a token, a
+    401 with the error envelope; path parameters are declared."""
+    async with hub.http.get(f"{hub.server.url}/api/openapi.json") as resp:
+        doc = await resp.json()
+    seen: list[str] = []
+    resolve(doc, doc, seen)
+    assert seen
+    error = doc["components"]["schemas"]["Error"]
+    assert error["required"] == ["ok", "error"]
+    assert error["properties"]["error"]["required"] == ["code", "message"]
+    for path, ops in doc["paths"].items():
+        params = set(re.findall(r"\{(\w+)\}", path))
+        for method, op in ops.items():
+            assert op["summary"] and op["responses"], (method, path)
+            declared = {p["name"] for p in op.get("parameters", []) if p["in"] == "path"}
+            assert declared == params, (method, path)
+            if op["security"]:
+                assert op["responses"]["401"]["content"]["application/json"]["schema"] == {
+                    "$ref": "#/components/schemas/Error"
+                }
+            if method in ("post", "patch") and path not in ("/api/visitors",):
+                assert "requestBody" in op, (method, path)
