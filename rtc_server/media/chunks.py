@@ -16,7 +16,7 @@ a piece out of sequence, a new ``id`` before the last piece, or a reassembled te
 :data:`MAX_REASSEMBLED_BYTES` discards the partial message. Splitting the JSON text into pieces of
 at most 65,536 UTF-16 code units (JavaScript string indices) always keeps an envelope under the limit
 (at most 3 UTF-8 bytes per code unit, an escaped quote is 2 bytes); the server, which writes ASCII-only
-JSON envelopes, uses pieces of :data:`SERVER_PIECE_CHARS` characters (ASCII texts) or a third of that.
+JSON, uses pieces of :data:`SERVER_PIECE_CHARS` characters (ASCII texts) or half of that.
 """
 
 from __future__ import annotations
@@ -116,11 +116,11 @@ class ChunkWriter:
             yield text
             return
         msg_id = f"{self._prefix}{next(self._ids)}"
-        # ASCII: at most 2 bytes per character once escaped; else up to 6 (a unicode escape).
-        step = self._piece_chars if text.isascii() else self._piece_chars // 3
+        # The text is valid JSON: no raw control characters, so a character costs at most 2 bytes
+        # in the envelope when ASCII (an escaped quote or backslash), else at most 4 (UTF-8).
+        step = self._piece_chars if text.isascii() else self._piece_chars // 2
         count = -(-len(text) // step)
         for index in range(count):
             piece = text[index * step : (index + 1) * step]
-            yield json.dumps(
-                {"t": "chunk", "id": msg_id, "i": index, "n": count, "d": piece}, separators=(",", ":")
-            )
+            envelope = {"t": "chunk", "id": msg_id, "i": index, "n": count, "d": piece}
+            yield json.dumps(envelope, separators=(",", ":"), ensure_ascii=False)

@@ -16,9 +16,8 @@ tag, masked) built from full snapshots and added nodes, and:
 - drops events that are not rrweb events, plugin events and console-log records.
 
 Policy keys (``SessionSpec.policy``): ``mask_text_class`` (default ``rr-mask``), ``block_class``
-(default ``rr-block``), ``mask_all_inputs`` (default true), ``allow_plugins`` (default false).
-Known limit: adding the mask class to an existing element later masks that element's own text
-mutations, not those of the descendants it already had.
+(default ``rr-block``), ``mask_all_inputs`` (default true), ``allow_plugins`` (default false). Each node remembers its parent, so an element
+that gains the mask class later masks its descendants' later text changes and values too.
 """
 
 from __future__ import annotations
@@ -65,11 +64,12 @@ class MaskingPolicy:
             value = policy.get(key, default)
             return value if isinstance(value, bool) else default
 
+        defaults = cls()
         return cls(
-            mask_text_class=text("mask_text_class", cls.mask_text_class),
-            block_class=text("block_class", cls.block_class),
-            mask_all_inputs=flag("mask_all_inputs", cls.mask_all_inputs),
-            allow_plugins=flag("allow_plugins", cls.allow_plugins),
+            mask_text_class=text("mask_text_class", defaults.mask_text_class),
+            block_class=text("block_class", defaults.block_class),
+            mask_all_inputs=flag("mask_all_inputs", defaults.mask_all_inputs),
+            allow_plugins=flag("allow_plugins", defaults.allow_plugins),
         )
 
 
@@ -82,8 +82,11 @@ def mask_text(value: Any) -> Any:
 class _Node:
     tag: str | None
     masked: bool
-    """Text inside this node must be masked."""
+    """Text inside this node must be masked (when it was added)."""
     input_type: str | None = None
+    parent: int | None = None
+    own_mask: bool = False
+    """The element itself carries the mask class."""
 
 
 class RrwebScrubber:
@@ -132,15 +135,17 @@ class RrwebScrubber:
 
     # -- nodes -----------------------------------------------------------------------------------------
 
-    def _walk(self, root: dict[str, Any], parent: _Node | None) -> bool:
+    def _walk(self, root: dict[str, Any], parent: _Node | None, parent_id: int | None = None) -> bool:
         """Index and scrub a serialized node tree (iteratively: pages can be deep)."""
         changed = False
-        stack: list[tuple[Any, _Node | None]] = [(root, parent)]
+        stack: list[tuple[Any, _Node | None, int | None]] = [(root, parent, parent_id)]
         while stack:
-            node, parent = stack.pop()
+            node, parent, parent_id = stack.pop()
             if not isinstance(node, dict):
                 continue
             info, node_changed = self._visit(node, parent)
+            info.parent = parent_id
+            node_id = node.get("id")
             changed |= node_changed
             children = node.get("childNodes")
             if isinstance(children, list):
@@ -148,7 +153,8 @@ class RrwebScrubber:
                     node["childNodes"] = []
                     changed = True
                     continue
-                stack.extend((child, info) for child in reversed(children))
+                own_id = node_id if isinstance(node_id, int) else None
+                stack.extend((child, info, own_id) for child in reversed(children))
         return changed
 
     def _visit(self, node: dict[str, Any], parent: _Node | None) -> tuple[_Node, bool]:
@@ -161,9 +167,9 @@ class RrwebScrubber:
             tag = str(node.get("tagName", "")).lower()
             attributes = node.get("attributes")
             attributes = attributes if isinstance(attributes, dict) else {}
-            masked = parent_masked or self._has_class(node, self.policy.mask_text_class)
+            own_mask = self._has_class(node, self.policy.mask_text_class)
             input_type = str(attributes.get("type", "")).lower() if tag == "input" else None
-            info = _Node(tag, masked, input_type)
+            info = _Node(tag, parent_masked or own_mask, input_type, own_mask=own_mask)
             if "value" in attributes and self._masks_value(info):
                 masked_value = mask_text(attributes["value"]) if isinstance(attributes["value"], str) else ""
                 if masked_value != attributes["value"]:
@@ -187,10 +193,23 @@ class RrwebScrubber:
     def _node(self, node_id: Any) -> _Node | None:
         return self._nodes.get(node_id) if isinstance(node_id, int) else None
 
+    def _inside_mask(self, info: _Node) -> bool:
+        """Whether the node, or an ancestor (now: classes change), masks text."""
+        seen = 0
+        current: _Node | None = info
+        while current is not None and seen < 10_000:
+            if current.masked or current.own_mask:
+                return True
+            if current.tag == "textarea" and self.policy.mask_all_inputs and current is not info:
+                return True
+            current = self._node(current.parent)
+            seen += 1
+        return False
+
     def _masks_value(self, info: _Node) -> bool:
         if info.tag not in INPUT_TAGS or info.input_type in BUTTON_INPUT_TYPES:
             return False
-        return self.policy.mask_all_inputs or info.masked
+        return self.policy.mask_all_inputs or self._inside_mask(info)
 
     @staticmethod
     def _has_class(node: dict[str, Any], name: str | None) -> bool:
@@ -213,10 +232,15 @@ class RrwebScrubber:
         for addition in _dicts(data.get("adds")):
             parent = self._node(addition.get("parentId"))
             if isinstance(addition.get("node"), dict):
-                changed |= self._walk(addition["node"], parent)
+                parent_id = addition.get("parentId")
+                if parent is not None and not parent.masked and self._inside_mask(parent):
+                    parent = _Node(parent.tag, True, parent.input_type, parent.parent, parent.own_mask)
+                changed |= self._walk(
+                    addition["node"], parent, parent_id if isinstance(parent_id, int) else None
+                )
         for text in _dicts(data.get("texts")):
             info = self._node(text.get("id"))
-            if info is not None and info.masked and isinstance(text.get("value"), str):
+            if info is not None and self._inside_mask(info) and isinstance(text.get("value"), str):
                 masked_text = mask_text(text["value"])
                 if masked_text != text["value"]:
                     text["value"] = masked_text
@@ -226,8 +250,9 @@ class RrwebScrubber:
             attributes = change.get("attributes")
             if info is None or not isinstance(attributes, dict):
                 continue
-            if "class" in attributes and self._class_masks(attributes["class"]):
-                info.masked = True
+            if "class" in attributes:
+                info.own_mask = self._class_masks(attributes["class"])
+                info.masked = info.masked or info.own_mask
             if "type" in attributes and info.tag == "input":
                 info.input_type = str(attributes["type"] or "").lower()
             if "value" in attributes and self._masks_value(info) and isinstance(attributes["value"], str):
@@ -248,7 +273,7 @@ class RrwebScrubber:
         info = self._node(data.get("id"))
         if info is not None and info.input_type in BUTTON_INPUT_TYPES:
             return False
-        if not self.policy.mask_all_inputs and not (info is not None and info.masked):
+        if not self.policy.mask_all_inputs and not (info is not None and self._inside_mask(info)):
             return False
         masked = "*" * len(text)
         if masked == text:
