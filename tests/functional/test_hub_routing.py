@@ -220,3 +220,34 @@ async def test_concurrent_starts_respect_capacity_and_spread(hub: Hub) -> None:
     assert len(queued & {c["id"] for c in mine["conversations"]}) == 1
     unassigned = await dave.ok("conversations.list", {"section": "unassigned"})
     assert len(unassigned["conversations"]) == 1
+
+
+async def test_presence_follows_sockets(hub: Hub) -> None:
+    """An agent is online while any of their tabs is connected: closing one of two tabs changes nothing,
+    closing the last one tells the team (agent.presence offline) and stops auto-assignment to them."""
+    await add_sales_agent(hub, "dave@example.com")
+    dave = await hub.agent("dave@example.com")
+    carol1 = await hub.agent("carol@example.com")
+    carol2 = await hub.agent("carol@example.com")
+    await dave.events.wait(
+        "agent.presence", lambda d: d["agent_id"] == agent_id(carol1) and d["status"] == "online", timeout=2
+    )
+
+    async def carol_status() -> str:
+        agents = {a["email"]: a["status"] for a in (await dave.ok("agents.list", {}))["agents"]}
+        return agents["carol@example.com"]
+
+    await carol1.disconnect()
+    assert await carol_status() == "online"
+    customer = await hub.customer()
+    first = await start_sales(hub, customer, "one")
+    second = await start_sales(hub, customer, "two")
+    assert {first["assignee_id"], second["assignee_id"]} == {agent_id(carol1), agent_id(dave)}
+    await carol2.disconnect()
+    await dave.events.wait(
+        "agent.presence", lambda d: d["agent_id"] == agent_id(carol1) and d["status"] == "offline", timeout=2
+    )
+    assert await carol_status() == "offline"
+    for i in range(3):
+        conv = await start_sales(hub, customer, f"after {i}")
+        assert conv["assignee_id"] == agent_id(dave)
