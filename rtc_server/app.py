@@ -84,6 +84,10 @@ def create_app(config: Config) -> web.Application:
     store = make_store(config)
     sio = make_sio(config)
     media = make_media(config)
+    if config.store_url.startswith("redis://"):  # several nodes: SDP for a session reaches its owner node
+        from rtc_server.cluster_media import ClusterMediaGateway
+
+        media = ClusterMediaGateway(media, config.store_url, node_id=config.node_id)
     settings = ServiceSettings(
         auth=AuthSettings(
             secret=config.secret_bytes,
