@@ -42,11 +42,8 @@ def make_media(config: Config) -> MediaGateway:
     """The aiortc media plane, or a null one when disabled."""
     if not config.media:
         return NullMediaGateway()
-    try:
-        from rtc_server.media.gateway import AiortcMediaGateway
-    except ImportError:  # TODO(lead): remove once rtc_server.media.gateway lands
-        log.warning("media plane unavailable; running without it")
-        return NullMediaGateway()
+    from rtc_server.media.gateway import AiortcMediaGateway
+
     return AiortcMediaGateway(
         host_addresses=list(config.media_host_addresses) or None,
         ice_servers=list(config.ice_servers) or None,
