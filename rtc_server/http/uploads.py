@@ -44,6 +44,8 @@ DECLARED_MAX_PIXELS = 80_000_000
 CHUNK_BYTES = 64 * 1024
 WRITE_BATCH_BYTES = 512 * 1024
 FIELD_MAX_BYTES = 1024
+#: Room for the form's other fields and part headers when judging a body by its Content-Length.
+MULTIPART_OVERHEAD_BYTES = 64 * 1024
 _STORAGE_NAME = re.compile(r"[0-9a-f]{32}")
 
 
@@ -175,6 +177,8 @@ async def upload(request: web.Request) -> web.Response:
     folder = request.app[UPLOAD_DIR]
     if not request.content_type.startswith("multipart/form-data"):
         raise Invalid("the body must be multipart/form-data with conversation_id and file")
+    if request.content_length is not None and request.content_length > cap + MULTIPART_OVERHEAD_BYTES:
+        raise TooLarge(f"the file is larger than {cap} bytes", limit=cap)  # known before reading a byte
     try:
         reader = await request.multipart()
     except (ValueError, AssertionError):
