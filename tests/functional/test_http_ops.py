@@ -1,4 +1,5 @@
-"""Operations endpoints: ``/metrics`` (Prometheus text format) and ``/api/openapi.json`` (OpenAPI 3.1).
+"""Operations endpoints: ``/metrics`` (Prometheus text format), ``/api/openapi.json`` (OpenAPI 3.1) and the
+CORS policy of the widget's REST calls.
 
 Pins: every metrics line is valid exposition syntax with HELP/TYPE per family, and the values follow
 reality (connected sockets, hub events, store up, memory); the OpenAPI document describes every route
@@ -9,10 +10,13 @@ resolves, and errors use the ``{ok: false, error: {code, message}}`` envelope.
 from __future__ import annotations
 
 import re
+from pathlib import Path
 from typing import Any
 
+import aiohttp
+
 from rtc_server.http.pages import PAGE_PATHS
-from tests.conftest import Hub, RunningServer
+from tests.conftest import Hub, RunningServer, start_server
 
 SAMPLE = re.compile(
     r'^(?P<name>[a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(?P<labels>(?:[a-zA-Z_][a-zA-Z0-9_]*="(?:[^"\\\n]|\\.)*",?)*)\})?'
@@ -135,3 +139,22 @@ async def test_openapi_schemas_and_errors(hub: Hub) -> None:
                 }
             if method in ("post", "patch") and path not in ("/api/visitors",):
                 assert "requestBody" in op, (method, path)
+
+
+async def test_cors_respects_allowed_origins(tmp_path: Path) -> None:
+    """With ``allowed_origins`` set, a listed origin is echoed on preflight and answer; another origin
+    gets no ``Access-Control-Allow-Origin`` and its preflight is ``forbidden``."""
+    srv = await start_server(tmp_path, allowed_origins=("https://shop.example",))
+    try:
+        async with aiohttp.ClientSession() as http:
+            for origin, allowed in (("https://shop.example", True), ("https://evil.example", False)):
+                preflight = {"Origin": origin, "Access-Control-Request-Method": "POST"}
+                async with http.options(f"{srv.url}/api/visitors", headers=preflight) as resp:
+                    assert resp.status == (204 if allowed else 403)
+                    assert (resp.headers.get("Access-Control-Allow-Origin") == origin) is allowed
+                    assert "Access-Control-Allow-Credentials" not in resp.headers
+                async with http.post(f"{srv.url}/api/visitors", json={}, headers={"Origin": origin}) as resp:
+                    assert resp.status == 201
+                    assert (resp.headers.get("Access-Control-Allow-Origin") == origin) is allowed
+    finally:
+        await srv.runner.cleanup()
