@@ -21,7 +21,7 @@ ERRORS = {
     404: ("not_found", "No such thing, or the caller may not know it exists (`not_found`)."),
     409: ("conflict", "The state changed or the value is taken (`conflict`)."),
     413: ("too_large", "Above a size cap (`too_large`)."),
-    416: ("range", "The requested byte range is outside the file."),
+    416: ("", "The requested byte range is outside the file (no body)."),
     503: ("unavailable", "A dependency cannot serve the call now."),
 }
 AGENT: list[Json] = [{"bearer": []}]
@@ -73,7 +73,13 @@ def _op(
     if security:
         codes.add(401)
     for code in sorted(codes):
-        responses[str(code)] = {"description": ERRORS[code][1], "content": _json(ref("Error"))}
+        if code == 416:  # no body: the unsatisfiable range is in ``Content-Range: bytes */<size>``
+            responses["416"] = {
+                "description": ERRORS[code][1],
+                "headers": {"Content-Range": {"schema": {"type": "string"}}},
+            }
+        else:
+            responses[str(code)] = {"description": ERRORS[code][1], "content": _json(ref("Error"))}
     op["responses"] = responses
     return op
 

@@ -217,7 +217,7 @@ async def upload(request: web.Request) -> web.Response:
             if wanted_kind and wanted_kind != "file"
             else declared_kind(staged.filename, staged.content_type)
         )
-        if claimed in ("image", "video", "audio") and kind != claimed and kind == "file":
+        if claimed in ("image", "video", "audio") and kind == "file":
             raise Invalid(f"the content is not a supported {claimed} file", field="file", sniffed=mime)
         stored = staged.commit()
         has_thumbnail = False
