@@ -30,7 +30,7 @@ export class Composer {
 
     this.input = h("textarea", { class: "composer__input", id: "composer-input", rows: "2",
       placeholder: "Type a message… (# for text blocks)", "aria-label": "Message",
-      on: { input: () => this.onInput(), keydown: (e) => this.onKey(e), blur: () => setTimeout(() => this.closePopup(), 150) } });
+      on: { input: () => this.onInput(), keydown: (e) => this.onKey(e), blur: () => setTimeout(() => document.activeElement !== this.input && this.closePopup(), 150) } });
     this.input.value = app.drafts?.get(pane.id) || "";
     const send = h("button", { class: "iconbtn iconbtn--primary", type: "button", id: "send", title: "Send", "aria-label": "Send",
       on: { click: () => this.submit() } }, icon("send", 19));

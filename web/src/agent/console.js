@@ -149,6 +149,7 @@ export class Console {
     this.renderList();
     this.refreshCounts();
     if (this.pane && this.pane.id === conv.id) this.pane.renderHeader();
+    return conv;
   }
 
   onMessage(message) {
@@ -224,7 +225,7 @@ export class Console {
     const conv = this.convs.get(id);
     if (conv) {
       const section = SECTIONS.find((s) => inSection(conv, s.id, this.me, this.myTeams()));
-      if (section && section.id !== this.section) this.selectSection(section.id, { keepOpen: true });
+      if (section && section.id !== this.section) this.selectSection(section.id);
     }
     this.setView("livechat");
     this.openId = id;
@@ -253,13 +254,13 @@ export class Console {
     this.hub.call("message.read", { conversation_id: id, seq }).catch(() => {});
   }
 
-  selectSection(section, { keepOpen = false } = {}) {
+  selectSection(section) {
     this.section = section;
+    this.list.searchResults = null;
     for (const el of this.sectionEls.values()) el.classList.toggle("is-active", el.dataset.section === section);
     this.setView("livechat");
     this.renderList();
     this.loadSection(section).catch((err) => console.warn(err));
-    if (!keepOpen) this.list.el.focus?.();
   }
 
   setView(view) {
@@ -280,7 +281,7 @@ export class Console {
     this.cobrowseDot = h("span", { class: "rail__blink", hidden: true });
     this.presenceDot = h("span", { class: "presence-dot" });
     this.rail = h("aside", { class: "rail" },
-      h("div", { class: "rail__logo", title: "Engage" }, icon("chat", 22)),
+      h("div", { class: "rail__logo", title: "Engage", text: "e" }),
       railItem("livechat", "chat", "Live Chat", this.railBadge),
       railItem("cobrowse", "cobrowse", "Co-Browsing", this.cobrowseDot),
       h("div", { class: "rail__spacer" }),

@@ -133,6 +133,7 @@ export class ConversationPane {
     try {
       const res = await this.app.hub.call("conversation.assign", { conversation_id: this.id });
       this.app.onConversationUpdated(res.conversation);
+      this.app.selectSection("mine");
     } catch (err) {
       toast(this.app, err.code === "conflict" ? "Someone else took this conversation first." : err.message, "error");
     }
@@ -153,7 +154,10 @@ export class ConversationPane {
   async setStatus(status) {
     try {
       const res = await this.app.hub.call("conversation.status", { conversation_id: this.id, status });
-      this.app.onConversationUpdated(res.conversation);
+      const conv = this.app.onConversationUpdated(res.conversation);
+      // follow the conversation to the section it moved to
+      const mine = conv.assignee_id === this.app.me.id;
+      this.app.selectSection(status === "done" ? "done" : mine ? "mine" : "unassigned");
     } catch (err) {
       toast(this.app, err.message, "error");
       this.renderHeader();
@@ -223,27 +227,33 @@ export class ConversationPane {
       asset: (url) => assetUrl(url, app.token),
       isMine: (m) => m.author && m.author.kind === "agent",
       authorName: (m) => (m.author.kind === "customer" ? app.visitorName(conv) : m.author.name),
-      status: (m) => {
-        if (m.seq !== lastAgentSeq) return "";
-        if (receipts.read_seq >= m.seq) return "read";
-        if (receipts.delivered_seq >= m.seq) return "delivered";
-        return "";
-      },
     };
     const keep = new Map();
     let prev = null;
+    let lastAgentEl = null;
     for (const m of messages) {
-      const key = (m.pending ? "p:" + m.client_id : "s:" + m.seq) + (m.failed ? ":f" : "")
-        + (m.seq === lastAgentSeq ? ":r" + receipts.read_seq + "/" + receipts.delivered_seq : "");
+      const key = (m.pending ? "p:" + m.client_id : "s:" + m.seq) + (m.failed ? ":f" : "");
       let el = this.rendered.get(key);
       if (!el) el = renderMessage(m, ctx);
       keep.set(key, el);
+      if (m.seq && m.seq === lastAgentSeq) lastAgentEl = el;
       const expected = prev ? prev.nextSibling : this.timeline.firstChild;
       if (expected !== el) this.timeline.insertBefore(el, expected);
       prev = el;
     }
     for (const [key, el] of this.rendered) if (!keep.has(key)) el.remove();
     this.rendered = keep;
+    // delivered/read state under the agents' last message only, updated in place
+    const state = receipts.read_seq >= lastAgentSeq ? "read" : receipts.delivered_seq >= lastAgentSeq ? "delivered" : "";
+    for (const old of this.timeline.querySelectorAll(".msg__status--receipt")) {
+      if (old.parentNode !== lastAgentEl || !state) old.remove();
+    }
+    if (lastAgentEl && state) {
+      let el = lastAgentEl.querySelector(".msg__status--receipt");
+      if (!el) lastAgentEl.append((el = h("div", { class: "msg__status msg__status--receipt" })));
+      el.textContent = app.t("msg." + state);
+      el.classList.toggle("msg__status--read", state === "read");
+    }
     if (nearBottom || !this.scrolledOnce) {
       this.timeline.scrollTop = this.timeline.scrollHeight;
       if (messages.length) this.scrolledOnce = true;

@@ -58,7 +58,7 @@ function content(msg, ctx) {
     case "image":
       if (!att) return text(msg.body);
       return h("a", { class: "att att--image", href: ctx.asset(att.url), target: "_blank", rel: "noopener noreferrer" },
-        h("img", { src: ctx.asset(att.thumbnail_url || att.url), alt: att.name || "", loading: "lazy" }),
+        h("img", { src: ctx.asset(att.thumbnail_url || att.url), alt: att.name || "" }),
         h("span", { class: "att__name", text: att.name || "" }));
     case "video":
       if (!att) return text(msg.body);
