@@ -44,8 +44,13 @@ def _newest_source() -> float:
 
 
 def _built_at() -> float:
-    outputs = [DIST / "agent" / "index.html", DIST / "agent" / "app.js", DIST / "widget.js", DIST / "demo" / "index.html",
-               DIST / "ringtone.wav"]
+    outputs = [
+        DIST / "agent" / "index.html",
+        DIST / "agent" / "app.js",
+        DIST / "widget.js",
+        DIST / "demo" / "index.html",
+        DIST / "ringtone.wav",
+    ]
     if not all(p.exists() for p in outputs):
         return 0.0
     return min(p.stat().st_mtime for p in outputs)
@@ -56,8 +61,10 @@ def web_dist() -> Path:
     """``web/dist``, built first when missing or older than ``web/src``."""
     if _built_at() < _newest_source():
         if not (WEB / "node_modules").is_dir():
-            pytest.skip("web/dist is missing or stale and web/node_modules is absent: run "
-                        "`cd web && npm ci && npm run build` (or `make web`)")
+            pytest.skip(
+                "web/dist is missing or stale and web/node_modules is absent: run "
+                "`cd web && npm ci && npm run build` (or `make web`)"
+            )
         subprocess.run(["npm", "run", "build"], cwd=WEB, check=True, capture_output=True, timeout=120)
     return DIST
 
@@ -86,8 +93,13 @@ class PageWatch:
         await dialog.dismiss()
 
 
-async def new_page(browser: Browser, width: int = 1366, height: int = 820,
-                   permissions: list[str] | None = None, origin: str | None = None) -> tuple[BrowserContext, Page, PageWatch]:
+async def new_page(
+    browser: Browser,
+    width: int = 1366,
+    height: int = 820,
+    permissions: list[str] | None = None,
+    origin: str | None = None,
+) -> tuple[BrowserContext, Page, PageWatch]:
     ctx = await browser.new_context(viewport={"width": width, "height": height})
     if permissions and origin:
         await ctx.grant_permissions(permissions, origin=origin)

@@ -38,8 +38,10 @@ async def test_request_prompt_accept_and_stop(server: RunningServer, browser: Br
     for tab in (tab1, tab2):
         await tab.wait_for_selector(".prompt", state="detached")
         await tab.wait_for_selector(".activebar__item[data-kind=call]")
-    await agent.wait_for_selector(".reqchip[data-kind=call][data-state=accepted] .green-dot, "
-                                  ".reqchip[data-kind=call][data-state=active] .green-dot")
+    await agent.wait_for_selector(
+        ".reqchip[data-kind=call][data-state=accepted] .green-dot, "
+        ".reqchip[data-kind=call][data-state=active] .green-dot"
+    )
     await agent.wait_for_selector(".reqbtn[data-kind=call] .green-dot")
 
     await tab2.click(".activebar__item[data-kind=call] .wbtn--stop")

@@ -12,7 +12,14 @@ import pytest
 from PIL import Image
 from playwright.async_api import Browser, Page
 
-from tests.browser.conftest import SCREENSHOTS, agent_login, customer_start, new_page, screenshots_wanted, shadow_text
+from tests.browser.conftest import (
+    SCREENSHOTS,
+    agent_login,
+    customer_start,
+    new_page,
+    screenshots_wanted,
+    shadow_text,
+)
 from tests.conftest import RunningServer
 
 pytestmark = pytest.mark.browser
@@ -39,7 +46,8 @@ async def wait_image_loaded(page: Page, selector: str) -> None:
                     const host = document.getElementById('rtc-engage-widget');
                     if (host) all.push(...host.shadowRoot.querySelectorAll(sel));
                     return all.length && all.every(i => i.complete && i.naturalWidth > 0); }""",
-        arg=selector)
+        arg=selector,
+    )
 
 
 async def test_new_conversation_story(server: RunningServer, browser: Browser) -> None:

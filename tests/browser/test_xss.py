@@ -13,7 +13,7 @@ from tests.conftest import RunningServer
 pytestmark = pytest.mark.browser
 
 NAME = '<img src=x onerror="window.__xss=1;alert(1)">'
-BODY = "<script>window.__xss=2;alert(2)</script><svg onload=\"window.__xss=3\"></svg>"
+BODY = '<script>window.__xss=2;alert(2)</script><svg onload="window.__xss=3"></svg>'
 FILE = "<img src=y onerror=window.__xss=4>.txt"
 AGENT_BODY = '"><iframe srcdoc="<script>parent.__xss=5</script>"></iframe>'
 
@@ -59,8 +59,11 @@ async def test_payloads_render_as_text(server: RunningServer, browser: Browser) 
         assert await page.locator("iframe").count() == 0
     # no element was created from the payloads on either side
     assert await agent.locator(".conv img[src='x'], .conv svg[onload]").count() == 0
-    assert await customer.evaluate(
-        "document.getElementById('rtc-engage-widget').shadowRoot.querySelectorAll('img[src=\"x\"], svg[onload], script').length"
-    ) == 0
+    assert (
+        await customer.evaluate(
+            "document.getElementById('rtc-engage-widget').shadowRoot.querySelectorAll('img[src=\"x\"], svg[onload], script').length"
+        )
+        == 0
+    )
     await actx.close()
     await cctx.close()
