@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import weakref
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -63,6 +64,17 @@ class ConversationService:
         self._routing_locks: dict[str, asyncio.Lock] = {}
         """Per team: one auto-assignment decision at a time on this node, so concurrent starts see each
         other's loads (otherwise they all pick the same agent, past its capacity)."""
+        self._conversation_locks: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
+
+    def _conversation_lock(self, conversation_id: str) -> asyncio.Lock:
+        """One read-modify-write of a conversation at a time on this node: ``update_conversation`` writes
+        every field, so two concurrent changes from stale reads (assign vs status) would undo each other.
+        Locks order: a team's routing lock before a conversation's; nothing waits on a team lock while
+        holding a conversation's."""
+        lock = self._conversation_locks.get(conversation_id)
+        if lock is None:
+            lock = self._conversation_locks[conversation_id] = asyncio.Lock()
+        return lock
 
     # -- start ----------------------------------------------------------------------------------------
     async def start(self, principal: Principal, *, team_id: str | None, body: str | None,
@@ -117,10 +129,6 @@ class ConversationService:
 
     async def _claim_for_least_busy(self, conv: Conversation) -> tuple[Conversation, str] | None:
         """Choose the assignee and claim ``conv`` for them (compare-and-set); None if nobody or too late."""
-        current = await self.store.get_conversation(conv.id)
-        if current is None or current.status != "open" or current.assignee_id is not None:
-            return None
-        conv = current
         members = await self.store.list_agents(conv.team_id)
         if not members:
             return None
@@ -135,12 +143,18 @@ class ConversationService:
         chosen = routing.choose_assignee(candidates, last)
         if chosen is None:
             return None
-        conv.assignee_id = chosen
-        conv.updated_at = utcnow()
-        try:
-            conv = await self.store.update_conversation(conv, expected_assignee=None)
-        except Conflict:
-            return None
+        async with self._conversation_lock(conv.id):
+            current = await self.store.get_conversation(conv.id)
+            if (current is None or current.status != "open" or current.assignee_id is not None
+                    or current.team_id != conv.team_id):
+                return None  # taken, resolved or redirected since it was queued
+            conv = current
+            conv.assignee_id = chosen
+            conv.updated_at = utcnow()
+            try:
+                conv = await self.store.update_conversation(conv, expected_assignee=None)
+            except Conflict:
+                return None
         await self.store.set_meta(f"rr:{conv.team_id}", chosen)
         return conv, chosen
 
@@ -336,7 +350,16 @@ class ConversationService:
                      team_id: str | None = None, note: str | None = None) -> Conversation:
         if not principal.is_agent or principal.agent is None:
             raise Forbidden("only agents assign conversations")
+        async with self._conversation_lock(conversation_id):
+            conv = await self._assign(principal, conversation_id, agent_id=agent_id, team_id=team_id, note=note)
+        if conv.assignee_id is None:
+            await self.drain_queue([conv.team_id])
+        return conv
+
+    async def _assign(self, principal: Principal, conversation_id: str, *, agent_id: str | None,
+                      team_id: str | None, note: str | None) -> Conversation:
         me = principal.agent
+        assert me is not None
         conv = await self.timeline.conversation_for(principal, conversation_id)
         previous = conv.assignee_id
         old_team = conv.team_id
@@ -387,37 +410,41 @@ class ConversationService:
         wire = await self.timeline.broadcast_conversation(conv, extra_agents=extra)
         await self.fanout.emit("conversation.new", {"conversation": wire, "ring": True, "redirected": True,
                                                     "note": (note or "").strip()}, notify)
-        if conv.assignee_id is None:
-            await self.drain_queue([conv.team_id])
         return conv
 
     # -- status ---------------------------------------------------------------------------------------
     async def set_status(self, principal: Principal, conversation_id: str, status: str) -> Conversation:
         if status not in ("open", "done"):
             raise Invalid("status must be open or done", field="status")
-        conv = await self.timeline.conversation_for(principal, conversation_id)
-        if conv.status == status:
-            return conv
-        conv.status = status
-        conv.updated_at = utcnow()
-        conv = await self.store.update_conversation(conv)
+        async with self._conversation_lock(conversation_id):
+            conv = await self.timeline.conversation_for(principal, conversation_id)
+            if conv.status == status:
+                return conv
+            conv.status = status
+            conv.updated_at = utcnow()
+            conv = await self.store.update_conversation(conv)
+            if status == "done":
+                for callback in self.on_done:
+                    await callback(conv)
+                await self.timeline.system(conv, "conversation.done")
+            else:
+                await self.timeline.system(conv, "conversation.reopened")
+            await self.timeline.broadcast_conversation(conv)
         if status == "done":
-            for callback in self.on_done:
-                await callback(conv)
-            await self.timeline.system(conv, "conversation.done")
-            await self.timeline.broadcast_conversation(conv)
             await self.drain_queue([conv.team_id])
-        else:
-            await self.timeline.system(conv, "conversation.reopened")
-            await self.timeline.broadcast_conversation(conv)
         return conv
 
     async def _reopen(self, conv: Conversation) -> None:
-        conv.status = "open"
-        conv.updated_at = utcnow()
-        conv = await self.store.update_conversation(conv)
-        await self.timeline.system(conv, "conversation.reopened")
-        await self.timeline.broadcast_conversation(conv)
+        async with self._conversation_lock(conv.id):
+            current = await self.store.get_conversation(conv.id)
+            if current is None or current.status != "done":
+                return  # reopened meanwhile (another message, another tab): ring once
+            conv = current
+            conv.status = "open"
+            conv.updated_at = utcnow()
+            conv = await self.store.update_conversation(conv)
+            await self.timeline.system(conv, "conversation.reopened")
+            await self.timeline.broadcast_conversation(conv)
         await self._route_new(conv)
 
     # -- typing and receipts --------------------------------------------------------------------------

@@ -386,3 +386,48 @@ async def test_reopen_of_unassigned_conversation_rings_the_team(hub: Hub) -> Non
     for agent in (alice, bob):
         ring = await wait_after(agent, marks[id(agent)], "conversation.new", is_conv(conv["id"]))
         assert ring["ring"] is True and ring["conversation"]["status"] == "open"
+
+
+async def test_status_and_assign_at_once_keep_both_changes(hub: Hub) -> None:
+    """Alice assigning while bob resolves the same conversation, 20 times (both orders of arrival): both
+    calls are ok and neither change is lost (assignee alice and status done), one system message each."""
+    alice, bob = await hub.agent("alice@example.com"), await hub.agent("bob@example.com")
+    customer = await hub.customer()
+    for i in range(20):
+        conv = await start(customer, f"both {i}")
+        assign = alice.call("conversation.assign", {"conversation_id": conv["id"]})
+        done = bob.call("conversation.status", {"conversation_id": conv["id"], "status": "done"})
+        a, s = await asyncio.gather(*((assign, done) if i % 2 else (done, assign)))
+        assert a["ok"] and s["ok"], (a, s)
+        sync = await alice.ok("conversation.sync", {"conversation_id": conv["id"], "after_seq": 0})
+        assert sync["conversation"]["assignee_id"] == alice.agent["id"]  # type: ignore[attr-defined]
+        assert sync["conversation"]["status"] == "done"
+        codes = sorted(m["code"] for m in sync["messages"] if m["kind"] == "system")
+        assert codes == ["conversation.assigned", "conversation.done"]
+
+
+async def test_two_customer_messages_on_a_done_conversation_reopen_once(hub: Hub) -> None:
+    """Two tabs of the customer writing at once on a done conversation: it reopens once (one system
+    message, one ring to the assignee)."""
+    alice = await hub.agent("alice@example.com")
+    tab1 = await hub.customer()
+    tab2 = await hub.connect("/customer", tab1.token)  # type: ignore[attr-defined]
+    conv = await start(tab1)
+    await alice.ok("conversation.assign", {"conversation_id": conv["id"]})
+    await alice.ok("conversation.status", {"conversation_id": conv["id"], "status": "done"})
+    mark = len(alice.events.items)
+    await asyncio.gather(
+        tab1.ok(
+            "message.send", {"conversation_id": conv["id"], "client_id": "t1", "kind": "text", "body": "a"}
+        ),
+        tab2.ok(
+            "message.send", {"conversation_id": conv["id"], "client_id": "t2", "kind": "text", "body": "b"}
+        ),
+    )
+    await wait_after(alice, mark, "conversation.new", is_conv(conv["id"]))
+    await settle(alice)
+    rings = [d for e, d in alice.events.items[mark:] if e == "conversation.new"]
+    assert len(rings) == 1
+    sync = await alice.ok("conversation.sync", {"conversation_id": conv["id"], "after_seq": 0})
+    assert [m["code"] for m in sync["messages"] if m["kind"] == "system"].count("conversation.reopened") == 1
+    assert sync["conversation"]["status"] == "open"
