@@ -1,0 +1,98 @@
+"""``python -m bench`` (``make bench``): the signalling benchmark, in one bounded run.
+
+Installs the Node pieces it needs with ``npm ci`` (the load generator and the Node socket.io baseline),
+then runs every scenario against our server, the Node socket.io 4.8 server and a bare aiohttp hub, and
+our server on two nodes over Redis; prints a table, writes ``bench/results/signalling.json`` and a chart
+``bench/results/signalling_latency.png``. ``--quick`` shrinks every size for a smoke run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import time
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+from bench.signalling import report
+from bench.signalling.procs import REPO
+from bench.signalling.scenarios import Plan, run_target, run_two_nodes
+
+NODE_DIRS = (REPO / "bench" / "loadgen", REPO / "bench" / "baselines" / "node_sio")
+
+
+def npm_ci(say: Any) -> None:
+    """``npm ci`` where ``node_modules`` is missing or older than the lock file."""
+    if shutil.which("node") is None or shutil.which("npm") is None:
+        raise SystemExit("node and npm are required (Node 20+)")
+    for d in NODE_DIRS:
+        marker = d / "node_modules" / ".package-lock.json"
+        if marker.exists() and marker.stat().st_mtime >= (d / "package-lock.json").stat().st_mtime:
+            continue
+        say(f"npm ci in {d.relative_to(REPO)}")
+        subprocess.run(["npm", "ci", "--no-audit", "--no-fund", "--silent"], cwd=d, check=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
+    parser.add_argument("--quick", action="store_true", help="small sizes: a smoke run of a few seconds")
+    parser.add_argument(
+        "--targets",
+        default="ours,node,aiohttp",
+        help="comma-separated, from ours, stock (ours on python-socketio's stock classes: the "
+        "'before'), node, aiohttp",
+    )
+    parser.add_argument("--no-two-nodes", action="store_true")
+    parser.add_argument("--out", default=str(REPO / "bench" / "results"), help="where JSON and PNG go")
+    parser.add_argument("--tag", default="", help="a label stored in the JSON (e.g. before/after)")
+    args = parser.parse_args(argv)
+
+    def say(text: str) -> None:
+        print(text, flush=True)
+
+    started = time.monotonic()
+    out_dir = Path(args.out)
+    log_dir = out_dir / "logs"
+    log_dir.mkdir(parents=True, exist_ok=True)
+    npm_ci(say)
+    plan = Plan.quick() if args.quick else Plan()
+    results: dict[str, Any] = {
+        "tag": args.tag,
+        "plan": asdict(plan),
+        "machine": {
+            "cpus": os.cpu_count(),
+            "python": platform.python_version(),
+            "platform": platform.platform(),
+        },
+    }
+    for name in [t.strip() for t in args.targets.split(",") if t.strip()]:
+        say(f"{name}:")
+        results[name] = asdict(run_target(name, plan, log_dir, say))
+    if not args.no_two_nodes:
+        results["two_nodes"] = {}
+        for variant in ("ours", "stock"):
+            if variant in results:
+                say(f"two nodes on Redis ({variant}):")
+                results["two_nodes"][variant] = run_two_nodes(plan, log_dir, say, variant)
+    results["elapsed_s"] = time.monotonic() - started
+    (out_dir / "signalling.json").write_text(json.dumps(results, indent=2))
+    png = report.chart(results, out_dir / "signalling_latency.png")
+    say("")
+    say(report.table(results))
+    say("")
+    say(
+        f"wrote {out_dir / 'signalling.json'}"
+        + (f" and {png}" if png else "")
+        + f" in {results['elapsed_s']:.0f} s"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

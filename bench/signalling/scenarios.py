@@ -1,0 +1,247 @@
+"""The signalling scenarios, run against one target (ours, the Node socket.io server, the bare aiohttp
+hub) by the Node load generator, with the target's CPU and memory read from ``/proc`` around each step.
+
+Same hub logic everywhere: a 1:1 conversation is a customer socket and an agent socket in one room; a
+message is acknowledged to its sender and broadcast as ``message.new`` to the room (sender included).
+Ours does it for real: REST logins, conversations started and assigned, every message authorised,
+committed to SQLite before its ack, and fanned out to the team's agents and the visitor's sockets.
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from bench.signalling.procs import REPO, LoadGen, Redis, Server, python, rss_kb
+
+
+@dataclass(frozen=True)
+class Plan:
+    """Sizes and durations of one run (the defaults keep a whole run under two minutes on 2 cores)."""
+
+    pairs: int = 100
+    closed_s: float = 2.0
+    rates: tuple[int, ...] = (1000, 2000, 3000, 4000)
+    rate_s: float = 1.5
+    drain_s: float = 2.0
+    fan_agents: int = 100
+    fan_senders: int = 4
+    fan_s: float = 2.0
+    idle: int = 5000
+    idle_visitors: int = 200
+    two_node_pairs: int = 100
+    two_node_s: float = 2.0
+
+    @staticmethod
+    def quick() -> Plan:
+        return Plan(
+            pairs=20,
+            closed_s=1.0,
+            rates=(500, 1000, 3000),
+            rate_s=1.0,
+            fan_agents=20,
+            fan_s=1.0,
+            idle=500,
+            idle_visitors=50,
+            two_node_pairs=20,
+            two_node_s=1.0,
+        )
+
+
+@dataclass
+class TargetResult:
+    name: str
+    label: str
+    steps: dict[str, Any] = field(default_factory=dict)
+
+
+def make_server(
+    name: str,
+    data_dir: Path,
+    plan: Plan,
+    seed_out: Path | None = None,
+    store: str = "",
+    node_id: str = "bench",
+) -> Server:
+    if name in ("ours", "stock"):
+        argv = [
+            python(),
+            "-m",
+            "bench.signalling.ours_server",
+            "--data-dir",
+            str(data_dir),
+            "--node-id",
+            node_id,
+            "--pairs",
+            str(max(plan.pairs, plan.two_node_pairs)),
+            "--fan-agents",
+            str(plan.fan_agents),
+        ]
+        if seed_out is not None:
+            argv += ["--seed-out", str(seed_out)]
+        if store:
+            argv += ["--store", store]
+        if name == "stock":
+            argv.append("--stock")
+        return Server(f"{name}-{node_id}", argv)
+    if name == "aiohttp":
+        return Server("aiohttp", [python(), "-m", "bench.baselines.aiohttp_hub"])
+    if name == "node":
+        return Server("node", ["node", str(REPO / "bench" / "baselines" / "node_sio" / "server.mjs")])
+    raise ValueError(name)
+
+
+LABELS = {
+    "ours": "ours (fast path, durable)",
+    "stock": "ours on stock python-socketio (durable)",
+    "node": "Node socket.io 4.8",
+    "aiohttp": "bare aiohttp hub",
+}
+
+
+def run_target(name: str, plan: Plan, log_dir: Path, say: Any) -> TargetResult:
+    """Every single-node scenario against one target; idle connections last, on a quiet server."""
+    result = TargetResult(name, LABELS[name])
+    with tempfile.TemporaryDirectory(prefix=f"bench-{name}-") as tmp:
+        seed_path = Path(tmp) / "seed.json"
+        server = make_server(name, Path(tmp) / "data", plan, seed_out=seed_path)
+        server.start(log_dir)
+        seed = json.loads(seed_path.read_text()) if seed_path.exists() else None
+        gen = LoadGen(log_dir)
+        pids = [server.pid]
+        protocol = "ours" if name in ("ours", "stock") else name
+        base = {"target": protocol, "url": server.url, "seed": seed}
+        try:
+            time.sleep(0.3)
+            result.steps.update(_one_to_one(gen, base, pids, plan, name, say))
+            gen.run({"cmd": "close_all"})
+            result.steps["fanout"] = _fanout(gen, base, pids, plan, name, say)
+            gen.run({"cmd": "close_all"})
+            time.sleep(0.5)
+            result.steps["idle"] = _idle(gen, base, server.pid, plan, name, say)
+            gen.run({"cmd": "close_all"})
+        finally:
+            gen.stop()
+            server.stop()
+    return result
+
+
+def _one_to_one(
+    gen: LoadGen, base: dict[str, Any], pids: list[int], plan: Plan, name: str, say: Any
+) -> dict[str, Any]:
+    """1:1 conversations: a closed loop, then fixed rates (the latency-against-load curve)."""
+    gen.run({"cmd": "setup_pairs", **base, "pairs": plan.pairs})
+    gen.run({"cmd": "closed", "seconds": 0.5})  # warm-up
+    closed = gen.run({"cmd": "closed", "seconds": plan.closed_s}, pids)
+    closed["cpu_us_per_msg"] = closed["server_cpu_s"] * 1e6 / max(1, closed["done"])
+    say(
+        f"  {name}: 1:1 closed loop {closed['msg_per_s']:.0f} msg/s, {closed['cpu_us_per_msg']:.0f} us CPU/msg"
+        f"{' (client-bound)' if closed['client_bound'] else ''}"
+    )
+    rates: list[dict[str, Any]] = []
+    for rate in plan.rates:
+        if rate > 3000 and rates and (rates[-1]["lost"] or (rates[-1]["e2e"]["p50_ms"] or 0) > 1000):
+            say(f"  {name}: saturated below {rate} msg/s; higher rates skipped")
+            break
+        r = gen.run({"cmd": "rate", "rate": rate, "seconds": plan.rate_s, "drain_s": plan.drain_s}, pids)
+        r["server_cpu_share"] = r["server_cpu_s"] / max(1e-9, r["wall_s"])
+        r["cpu_us_per_msg"] = r["server_cpu_s"] * 1e6 / max(1, r["done"])
+        rates.append(r)
+        say(
+            f"  {name}: {rate} msg/s -> e2e p50 {_ms(r['e2e']['p50_ms'])} p99 {_ms(r['e2e']['p99_ms'])}"
+            f", ack p99 {_ms(r['ack']['p99_ms'])}, lost {r['lost']}"
+        )
+    return {"closed": closed, "rates": rates}
+
+
+def _fanout(
+    gen: LoadGen, base: dict[str, Any], pids: list[int], plan: Plan, name: str, say: Any
+) -> dict[str, Any]:
+    """A few customers writing to conversations of one team of ``fan_agents`` agents."""
+    gen.run({"cmd": "setup_fanout", **base, "senders": plan.fan_senders, "agents": plan.fan_agents})
+    gen.run({"cmd": "fanout", "seconds": 0.5})
+    fan = gen.run({"cmd": "fanout", "seconds": plan.fan_s}, pids)
+    fan["cpu_us_per_delivery"] = fan["server_cpu_s"] * 1e6 / max(1, fan["deliveries"])
+    say(
+        f"  {name}: fan-out {fan['deliveries_per_s']:.0f} deliveries/s, "
+        f"{fan['cpu_us_per_delivery']:.2f} us CPU/delivery"
+    )
+    return fan
+
+
+def _idle(gen: LoadGen, base: dict[str, Any], pid: int, plan: Plan, name: str, say: Any) -> dict[str, Any]:
+    """``idle`` customer sockets opened and left alone: memory and CPU per connection."""
+    gen.run({"cmd": "prepare_idle", **base, "visitors": plan.idle_visitors})
+    time.sleep(0.3)
+    rss0 = rss_kb(pid)
+    idle = gen.run({"cmd": "idle", **base, "n": plan.idle, "concurrency": 200}, [pid])
+    time.sleep(0.5)
+    opened = max(1, plan.idle - idle["failed"])
+    idle["rss_before_kb"] = rss0
+    idle["rss_after_kb"] = rss_kb(pid)
+    idle["kb_per_conn"] = (idle["rss_after_kb"] - rss0) / opened
+    idle["cpu_us_per_connect"] = idle["server_cpu_s"] * 1e6 / opened
+    say(f"  {name}: idle {idle['kb_per_conn']:.1f} KB/conn, {idle['cpu_us_per_connect']:.0f} us/connect")
+    return idle
+
+
+def run_two_nodes(plan: Plan, log_dir: Path, say: Any, variant: str = "ours") -> dict[str, Any]:
+    """Ours on two nodes with the Redis store and Socket.IO rooms over Redis pub/sub; every conversation
+    has its customer on node A and its agent on node B, so every message crosses nodes."""
+    redis = Redis().start()
+    try:
+        with tempfile.TemporaryDirectory(prefix="bench-two-") as tmp:
+            seed_path = Path(tmp) / "seed.json"
+            a = make_server(
+                variant, Path(tmp) / "data-a", plan, seed_out=seed_path, store=redis.url, node_id="a"
+            )
+            a.start(log_dir)
+            b = make_server(variant, Path(tmp) / "data-b", plan, store=redis.url, node_id="b").start(log_dir)
+            seed = json.loads(seed_path.read_text())
+            gen = LoadGen(log_dir)
+            assert redis.proc is not None
+            pids = [a.pid, b.pid, redis.proc.pid]
+            try:
+                gen.run(
+                    {
+                        "cmd": "setup_pairs",
+                        "target": "ours",
+                        "url": a.url,
+                        "agent_url": b.url,
+                        "seed": seed,
+                        "pairs": plan.two_node_pairs,
+                    }
+                )
+                gen.run({"cmd": "closed", "seconds": 0.5})
+                closed = gen.run({"cmd": "closed", "seconds": plan.two_node_s}, pids)
+                nodes_cpu = sum(closed["server_cpu_by_pid"][:2])
+                closed["redis_cpu_us_per_msg"] = closed["server_cpu_by_pid"][2] * 1e6 / max(1, closed["done"])
+                closed["cpu_us_per_msg"] = nodes_cpu * 1e6 / max(1, closed["done"])
+                closed["publish_failures"] = sum(_stats(s)["publish_failures"] for s in (a, b))
+                say(
+                    f"  {variant} x2 on Redis: {closed['msg_per_s']:.0f} msg/s, {closed['cpu_us_per_msg']:.0f} us "
+                    f"CPU/msg (both nodes), publish failures {closed['publish_failures']}"
+                )
+                gen.run({"cmd": "close_all"})
+            finally:
+                gen.stop()
+                a.stop()
+                b.stop()
+    finally:
+        redis.stop()
+    return closed
+
+
+def _stats(server: Server) -> dict[str, Any]:
+    import urllib.request
+
+    with urllib.request.urlopen(server.url + "/__bench/stats", timeout=5) as resp:
+        return dict(json.loads(resp.read()))
+
+
+def _ms(value: float | None) -> str:
+    return "-" if value is None else f"{value:.1f} ms"
