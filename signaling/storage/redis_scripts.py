@@ -250,3 +250,9 @@ redis.call('ZREM', KEYS[2], ARGV[2])
 if ARGV[6] ~= '' then redis.call('ZADD', KEYS[2], ARGV[6], ARGV[2]) end
 return {1, redis.call('HGETALL', KEYS[1])}
 """
+
+UNLOCK = r"""
+-- Release a lock only if this holder still has it. KEYS: lock key; ARGV: holder token -> 1 | 0
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+"""

@@ -24,7 +24,9 @@ failure reaches the caller as ``Unavailable``.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import secrets
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime
@@ -220,6 +222,7 @@ class RedisStore:
                 "MARK_RECEIPT",
                 "REQUEST_CREATE",
                 "REQUEST_UPDATE",
+                "UNLOCK",
             )
         }
         await self._script(
@@ -251,6 +254,30 @@ class RedisStore:
             return bool(await asyncio.wait_for(self._call(lambda c: c.ping(), idempotent=False), 1.0))
         except (TimeoutError, DomainError):
             return False
+
+    @contextlib.asynccontextmanager
+    async def lock(self, name: str, *, ttl_s: float = 5.0, wait_s: float = 10.0) -> AsyncIterator[None]:
+        """Hold the lock ``name`` shared by every node while the block runs (``Unavailable`` after
+        ``wait_s`` without it). ``SET NX PX`` with a random token; only the holder releases it, and it
+        expires after ``ttl_s`` if the holder dies. For short critical sections such as "choose an agent
+        and claim the conversation" (not yet in the Store port: see docs/deploy.md)."""
+        key = self._k("lock", name)
+        token = secrets.token_hex(12)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + wait_s
+        delay = 0.002
+        while not await self._call(
+            lambda c: c.set(key, token, nx=True, px=int(ttl_s * 1000)), idempotent=False
+        ):
+            if loop.time() >= deadline:
+                raise Unavailable(f"the lock {name!r} stayed busy", lock=name)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 0.05)
+        try:
+            yield
+        finally:
+            with contextlib.suppress(DomainError):
+                await self._script("UNLOCK", [key], [token], idempotent=True)
 
     # -- meta -----------------------------------------------------------------------------------------
 

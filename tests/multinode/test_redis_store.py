@@ -118,3 +118,32 @@ async def test_redis_crash_and_restart_under_an_open_store(redis: RedisServer) -
         assert after.created and after.message.seq == 21
     finally:
         await store.close()
+
+
+async def test_lock_excludes_holders_on_every_node(two_nodes: tuple[RedisStore, RedisStore]) -> None:
+    """40 critical sections split over two store instances never overlap, each runs once, and a lock
+    whose holder vanished (no release) is free again after its TTL."""
+    a, b = two_nodes
+    inside = 0
+    most = 0
+    runs = 0
+
+    async def section(store: RedisStore) -> None:
+        nonlocal inside, most, runs
+        async with store.lock("routing:tm_1"):
+            inside += 1
+            most = max(most, inside)
+            await asyncio.sleep(0.002)
+            runs += 1
+            inside -= 1
+
+    await asyncio.gather(*(section((a, b)[i % 2]) for i in range(40)))
+    assert (most, runs) == (1, 40)
+
+    held = a.lock("stale", ttl_s=0.2)
+    await held.__aenter__()  # never released: as if its node died while holding it
+    with pytest.raises(Unavailable):
+        async with b.lock("stale", wait_s=0.05):
+            pass
+    async with b.lock("stale", wait_s=2.0):
+        pass

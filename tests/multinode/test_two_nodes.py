@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from rtc_server.app import STORE
 from tests.conftest import Client
 
 from .conftest import Cluster
@@ -177,3 +178,30 @@ async def test_sync_from_either_node_returns_the_whole_log_in_order(cluster: Clu
         "conversation.sync", {"conversation_id": conv["id"], "after_seq": missed["message"]["seq"] - 1}
     )
     assert [m["client_id"] for m in tail["messages"]] == ["late"]
+
+
+@pytest.mark.xfail(
+    strict=False,  # a race: it usually shows, not always
+    reason="known gap: auto-routing serialises choose-and-claim with a per-node asyncio.Lock; across nodes "
+    "the decision needs a lock in the store (RedisStore.lock exists; the Store port and ConversationService "
+    "do not use it yet). Remove this marker once they do.",
+)
+async def test_auto_routing_respects_capacity_across_nodes(cluster: Cluster) -> None:
+    """Carol (capacity 1) is the only sales agent; conversations started at once on both nodes must
+    never give her more than one."""
+    store = cluster.nodes[0].app[STORE]
+    carol_record = await store.get_agent_by_email("carol@example.com")
+    assert carol_record is not None
+    carol_record.capacity = 1
+    await store.update_agent(carol_record)
+    carol = await cluster.hubs[1].agent("carol@example.com")
+    sales = await team_id(carol, "sales")
+    for i in range(3):
+        customers = [await cluster.hubs[n % 2].customer(name=f"Cap {i}.{n}") for n in range(6)]
+        started = await asyncio.gather(
+            *(c.ok("conversation.start", {"team_id": sales, "body": "hi"}) for c in customers)
+        )
+        mine = [s["conversation"] for s in started if s["conversation"]["assignee_id"] == carol_record.id]
+        assert len(mine) <= 1
+        for conv in mine:
+            await carol.ok("conversation.status", {"conversation_id": conv["id"], "status": "done"})
