@@ -326,3 +326,23 @@ async def test_unanswered_request_expires(short_ttl_hub: Hub) -> None:
     assert await timeline_codes(alice, conv, rid) == ["request.pending", "request.expired"]
     sync = await alice.ok("conversation.sync", {"conversation_id": conv["id"], "after_seq": 0})
     assert {r["id"]: r["state"] for r in sync["requests"]} == {rid: "expired", kept: "accepted"}
+
+
+async def test_two_agents_create_the_same_kind_at_once(hub: Hub) -> None:
+    """Alice and bob asking for a call in the same conversation at the same moment, 10 times: one ok,
+    one conflict, one pending request and one "requested" line in the timeline."""
+    alice, customer, conv = await chat(hub)
+    bob = await hub.agent("bob@example.com")
+    for _ in range(10):
+        payload = {"conversation_id": conv["id"], "kind": "call"}
+        a, b = await asyncio.gather(
+            alice.call("request.create", payload), bob.call("request.create", payload)
+        )
+        assert sorted([a["ok"], b["ok"]]) == [False, True], (a, b)
+        winner, loser = (a, b) if a["ok"] else (b, a)
+        assert loser["error"]["code"] == "conflict"
+        rid = winner["request"]["id"]
+        sync = await alice.ok("conversation.sync", {"conversation_id": conv["id"], "after_seq": 0})
+        assert [r["id"] for r in sync["requests"] if r["state"] == "pending"] == [rid]
+        assert await timeline_codes(alice, conv, rid) == ["request.pending"]
+        await customer.ok("request.respond", {"request_id": rid, "accept": False})
