@@ -204,9 +204,13 @@ class ClusterMediaGateway:
             await client.delete(key)
 
     async def _forward(self, owner: str, op: str, request_id: str, **args: Any) -> dict[str, Any]:
-        """Run ``op`` on ``owner`` and return its result (its error is raised here, same code)."""
+        """Run ``op`` on ``owner`` and return its result (its error is raised here, same code). When the
+        owner is gone, its sessions went with it: closing or leaving one is then done already, anything
+        else is ``unavailable``."""
         client = self._client()
         if not await self._redis_call(client.exists(self._k("alive", owner))):
+            if op in ("close_session", "leave"):
+                return {}
             raise Unavailable("the node holding this media session is gone", node=owner)
         call_id = secrets.token_hex(8)
         reply_to = self._k("reply", call_id)

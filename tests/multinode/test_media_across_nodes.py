@@ -77,8 +77,9 @@ async def test_offer_from_the_other_node_reaches_the_session_owner(cluster: Clus
 
 
 async def test_offers_without_a_live_owner_are_refused_at_once(cluster: Cluster) -> None:
-    """An offer for a pending request (no session anywhere) is refused with ``conflict``, and one for
-    an accepted request whose owner node is gone answers ``unavailable`` at once, not after a wait."""
+    """An offer for a pending request (no session anywhere) is refused with ``conflict``; one for an
+    accepted request whose owner node is gone answers ``unavailable`` at once, not after a wait; ending
+    that request still works (its session went with its node)."""
     alice = await cluster.hubs[1].agent("alice@example.com")
     customer = await cluster.hubs[0].customer(name="Nobody")
     conv = (await customer.ok("conversation.start", {"body": "hi"}))["conversation"]
@@ -96,3 +97,5 @@ async def test_offers_without_a_live_owner_are_refused_at_once(cluster: Cluster)
     await owner._client().delete(owner._k("alive", "n1"))
     gone = await alice.call("rtc.offer", {"request_id": request["id"], "sdp": "v=0", "type": "offer"})
     assert gone["ok"] is False and gone["error"]["code"] == "unavailable"
+    ended = await alice.ok("request.end", {"request_id": request["id"]})  # nothing left to close: fine
+    assert ended["request"]["state"] == "ended"
