@@ -238,8 +238,9 @@ class ConversationService:
         reopen = principal.is_customer and conv.status == "done"
         result = await self.timeline.append(message, skip_sid=None)
         stored = result.message
-        if result.created is False and (stored.author.kind != principal.kind or stored.author.id != principal.id):
-            raise Conflict("client_id already used by someone else", field="client_id")
+        if result.created is False and (stored.author.kind != principal.kind or stored.author.id != principal.id
+                                        or stored.is_note):
+            raise Conflict("client_id already used by someone else or by a note", field="client_id")
         if result.created and reopen:
             await self._reopen(result.conversation)
         return stored
@@ -286,7 +287,10 @@ class ConversationService:
         if len(body) > self.settings.message_max_chars:
             raise Invalid("note too long", field="body")
         result = await self.timeline.note(conv, principal.author(), body, client_id)
-        return result.message
+        stored = result.message
+        if not result.created and (not stored.is_note or stored.author.id != principal.id):
+            raise Conflict("client_id already used by another message", field="client_id")
+        return stored
 
     # -- sync and lists -------------------------------------------------------------------------------
     async def sync(self, principal: Principal, conversation_id: str, after_seq: int) -> dict[str, Any]:

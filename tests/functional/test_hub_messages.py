@@ -369,3 +369,25 @@ async def test_agent_pickers(hub: Hub) -> None:
     assert teams == {"support": "manual", "sales": "auto"}
     cfg = await alice.ok("rtc.config", {})
     assert isinstance(cfg["ice_servers"], list)
+
+
+async def test_note_and_message_client_ids_do_not_cross(hub: Hub) -> None:
+    """note.add with the client_id of a customer's message, or message.send with the client_id of a note,
+    is conflict (never an ok carrying the other message); a note retried with its own client_id returns
+    the same note once."""
+    alice, customer, conv = await chat(hub)
+    await customer.ok("message.send", send(conv, "shared", body="customer text"))
+    res = await alice.call(
+        "note.add", {"conversation_id": conv["id"], "client_id": "shared", "body": "my note"}
+    )
+    assert res["ok"] is False and res["error"]["code"] == "conflict"
+    first = await alice.ok("note.add", {"conversation_id": conv["id"], "client_id": "n1", "body": "secret"})
+    again = await alice.ok("note.add", {"conversation_id": conv["id"], "client_id": "n1", "body": "secret"})
+    assert again["message"] == first["message"]
+    res = await alice.call("message.send", send(conv, "n1", body="public"))
+    assert res["ok"] is False and res["error"]["code"] == "conflict"
+    bob = await hub.agent("bob@example.com")
+    res = await bob.call("note.add", {"conversation_id": conv["id"], "client_id": "n1", "body": "bob's"})
+    assert res["ok"] is False and res["error"]["code"] == "conflict"
+    sync = await alice.ok("conversation.sync", {"conversation_id": conv["id"], "after_seq": 0})
+    assert [m["client_id"] for m in sync["messages"] if m["kind"] == "note"] == ["n1"]
