@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 import socketio
 
+from rtc_server.app import STORE
 from signaling.domain.auth import sign_token
 from tests.conftest import Client, Hub
 
@@ -96,8 +97,8 @@ async def setup_chat(hub: Hub) -> tuple[Client, Client, dict[str, Any], dict[str
 
 
 async def test_connect_refusals_carry_unauthorized(hub: Hub) -> None:
-    """No auth, an empty or non-string token, a forged, a tampered, an expired token, a customer token on
-    /agent and an agent token on /customer are refused at connect with code unauthorized in the data,
+    """No auth, an empty or non-string token, a forged, a tampered, an expired, a revoked token, a token of
+    an unknown visitor, a customer token on /agent and an agent token on /customer are refused at connect with code unauthorized in the data,
     and the message leaks nothing about the server."""
     secret = hub.server.config.secret.encode()
     login = await hub.login("alice@example.com")
@@ -106,6 +107,13 @@ async def test_connect_refusals_carry_unauthorized(hub: Hub) -> None:
     forged = sign_token(
         b"another-secret", {"k": "agent", "sub": login["agent"]["id"], "v": 0}, 3600, time.time()
     )
+    ghost = sign_token(secret, {"k": "customer", "sub": "vs_ghost"}, 3600, time.time())
+    bob = await hub.login("bob@example.com")
+    store = hub.server.app[STORE]
+    bob_agent = await store.get_agent(bob["agent"]["id"])
+    assert bob_agent is not None
+    bob_agent.token_version += 1  # what a password change does: older tokens are revoked
+    await store.update_agent(bob_agent)
     tampered = login["token"][:-2] + ("AA" if not login["token"].endswith("AA") else "BB")
     cases = [
         ("/agent", None),
@@ -117,6 +125,8 @@ async def test_connect_refusals_carry_unauthorized(hub: Hub) -> None:
         ("/agent", {"token": tampered}),
         ("/agent", {"token": expired}),
         ("/agent", {"token": visitor["token"]}),
+        ("/agent", {"token": bob["token"]}),
+        ("/customer", {"token": ghost}),
         ("/customer", {"token": login["token"]}),
         ("/customer", None),
         ("/customer", {"token": "x" * 10_000}),
