@@ -137,12 +137,7 @@ async def test_new_conversation_story(server: RunningServer, browser: Browser) -
     assert NOTE not in await shadow_text(customer)
 
     if screenshots_wanted():
-        SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-        await agent.click("[data-kind=video]")
-        await agent.wait_for_selector(".reqchip[data-kind=video]")
-        await customer.wait_for_selector(".prompt[data-kind=video]")
-        await agent.screenshot(path=str(SCREENSHOTS / "console.png"))
-        await customer.screenshot(path=str(SCREENSHOTS / "widget.png"))
+        await take_screenshots(browser, base, agent, customer)
 
     # 11. Done: the green check moves it to Done; the customer is told; the note stayed hidden
     await agent.click("#resolve")
@@ -157,3 +152,19 @@ async def test_new_conversation_story(server: RunningServer, browser: Browser) -
     assert awatch.errors == [] and cwatch.errors == []
     await actx.close()
     await cctx.close()
+
+
+async def take_screenshots(browser: Browser, base: str, agent: Page, customer: Page) -> None:
+    """docs/screenshots: the widget with a pending video-call prompt, then the console with the
+    accepted request's green indicator and a second customer waiting under New/Unassigned."""
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    await agent.click(".reqbtn[data-kind=video]")
+    await customer.wait_for_selector(".prompt[data-kind=video]")
+    await customer.screenshot(path=str(SCREENSHOTS / "widget.png"))
+    await customer.click(".prompt[data-kind=video] button[data-action=accept]")
+    await agent.wait_for_selector(".reqchip[data-kind=video] .green-dot")
+    ctx2, other, _ = await new_page(browser, 1280, 800)
+    await customer_start(other, base, "Jonas Weber", "Do you ship to Belgium?")
+    await agent.wait_for_selector(".section[data-section=unassigned] .badge:not([hidden])")
+    await agent.screenshot(path=str(SCREENSHOTS / "console.png"))
+    await ctx2.close()

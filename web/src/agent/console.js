@@ -137,9 +137,9 @@ export class Console {
     this.renderList();
     this.refreshCounts();
     if (!ring) return;
-    const livechatInFront = this.view === "livechat" && !document.hidden;
-    if (conv.id === this.openId && livechatInFront) return;
-    this.notifier.incoming(conv, { redirected, note, sound: !livechatInFront, livechatInFront });
+    // Looking at the Live Chat view already: the list and its badges show it. Otherwise alert.
+    if (this.view === "livechat" && !document.hidden) return;
+    this.notifier.incoming(conv, { redirected, note });
   }
 
   onConversationUpdated(conversation) {
