@@ -51,13 +51,13 @@ def make_media(config: Config) -> MediaGateway:
 
 
 def make_sio(config: Config) -> socketio.AsyncServer:
-    manager: socketio.AsyncManager | None = None
-    if config.store_url.startswith("redis://"):
-        from rtc_server.pubsub import SupervisedRedisManager
+    from rtc_server.fastio import FastAsyncServer, FastManager, FastRedisManager
 
-        manager = SupervisedRedisManager(config.store_url, max_connections=config.redis_max_connections)
+    manager: socketio.AsyncManager = FastManager()
+    if config.store_url.startswith("redis://"):
+        manager = FastRedisManager(config.store_url, max_connections=config.redis_max_connections)
     cors: Any = list(config.allowed_origins) if config.allowed_origins else "*"
-    return socketio.AsyncServer(
+    return FastAsyncServer(
         async_mode="aiohttp",
         client_manager=manager,
         cors_allowed_origins=cors,

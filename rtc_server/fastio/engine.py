@@ -1,0 +1,283 @@
+"""A leaner Engine.IO v4 server for aiohttp: same protocol, fewer tasks, no per-socket queue.
+
+python-engineio's websocket transport runs, per connection, a writer task fed by an ``asyncio.Queue``
+and a ping task, and per incoming frame a new task wrapped in ``wait_for`` plus one more task to
+dispatch the message. Here, once a socket is on the websocket transport:
+
+- outgoing packets are framed and written straight to the transport (no queue, no writer task);
+- incoming frames are read in the connection's own handler and handed to Socket.IO inline
+  (python-socketio still runs each *event* in its own task, so a slow handler never blocks the socket);
+- the server's pings are ``call_later`` timers, not sleeping tasks; a silent client is still dropped by
+  python-engineio's service task (``check_ping_timeout``), which now also closes the transport;
+- permessage-deflate is not negotiated (as with the Node ``socket.io`` server's default), so one frame
+  can be written to many sockets.
+
+The polling transport and the polling -> websocket upgrade keep python-engineio's code paths (queue
+and all) until the upgrade completes; what was queued is then flushed and the socket goes direct.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import Any
+
+import engineio
+from aiohttp import WSMsgType, web
+from engineio import async_socket, exceptions, packet
+
+from rtc_server.fastio import frames
+
+log = logging.getLogger(__name__)
+
+PING_FRAME = frames.frame("2")
+
+
+class FastWebSocket:
+    """The aiohttp websocket driver (replaces ``engineio.async_drivers.aiohttp.WebSocket``)."""
+
+    def __init__(self, handler: Any, server: Any) -> None:
+        self.handler = handler
+        self.server = server
+        self._sock: web.WebSocketResponse | None = None
+        self.transport: asyncio.Transport | None = None
+        self.environ: dict[str, Any] = {}
+
+    async def __call__(self, environ: dict[str, Any]) -> web.WebSocketResponse:
+        request: web.Request = environ["aiohttp.request"]
+        sock = web.WebSocketResponse(max_msg_size=self.server.max_http_buffer_size, compress=False)
+        await sock.prepare(request)
+        self._sock = sock
+        self.transport = request.transport  # type: ignore[assignment]
+        self.environ = environ
+        await self.handler(self)
+        return sock
+
+    @property
+    def sock(self) -> web.WebSocketResponse:
+        assert self._sock is not None
+        return self._sock
+
+    async def close(self) -> None:
+        await self.sock.close()
+
+    async def send(self, message: str | bytes) -> None:
+        if isinstance(message, bytes):
+            await self.sock.send_bytes(message)
+        else:
+            await self.sock.send_str(message)
+
+    async def wait(self) -> str | bytes:
+        msg = await self.sock.receive()
+        if not isinstance(msg.data, bytes | str):
+            raise OSError()
+        return msg.data
+
+
+class FastEngineSocket(async_socket.AsyncSocket):
+    """An Engine.IO session that writes straight to its websocket once it has one."""
+
+    def __init__(self, server: Any, sid: str) -> None:
+        super().__init__(server, sid)
+        self.transport: asyncio.Transport | None = None
+        """Set while the session is on the websocket transport: packets go straight to it."""
+        self._ping_timer: asyncio.TimerHandle | None = None
+
+    # -- sending --------------------------------------------------------------------------------------
+
+    async def send(self, pkt: packet.Packet) -> None:
+        """Send a packet: a direct write on websocket, python-engineio's queue on polling."""
+        transport = self.transport
+        if transport is not None:
+            if not self.closed:
+                frames.write(transport, frames.frame(pkt.encode()))
+            return
+        await super().send(pkt)
+
+    def write_frame(self, data: bytes) -> bool:
+        """Write a ready WebSocket frame (a broadcast's); False if this socket cannot take it directly."""
+        transport = self.transport
+        if transport is None or self.closed:
+            return False
+        return frames.write(transport, data)
+
+    # -- pings ----------------------------------------------------------------------------------------
+
+    def schedule_ping(self) -> None:
+        if self.last_ping:
+            self.last_ping = None
+            loop = asyncio.get_running_loop()
+            self._ping_timer = loop.call_later(self.server.ping_interval, self._ping_due)
+
+    def _ping_due(self) -> None:
+        self._ping_timer = None
+        if self.closing or self.closed:
+            return
+        self.last_ping = time.time()
+        if self.transport is not None:
+            frames.write(self.transport, PING_FRAME)
+        else:
+            task = asyncio.ensure_future(super().send(packet.Packet(packet.PING)))
+            self.server.background.add(task)
+            task.add_done_callback(self.server.background.discard)
+
+    # -- closing --------------------------------------------------------------------------------------
+
+    async def close(self, wait: bool = True, abort: bool = False, reason: Any = None) -> None:
+        await super().close(wait=wait, abort=abort, reason=reason)
+        if self._ping_timer is not None:
+            self._ping_timer.cancel()
+            self._ping_timer = None
+        transport, self.transport = self.transport, None
+        if transport is not None and not transport.is_closing():
+            transport.close()  # ends the reader loop (the CLOSE packet, if any, was written first)
+
+    # -- the websocket transport ----------------------------------------------------------------------
+
+    async def _websocket_handler(self, ws: FastWebSocket) -> None:  # type: ignore[override]
+        if self.connected:
+            if not await self._upgrade_handshake(ws):
+                return
+        else:
+            self.connected = True
+            self.upgraded = True
+        self._go_direct(ws)
+        await self._read_loop(ws)
+        await self.close(wait=False, abort=True, reason=self.server.reason.TRANSPORT_CLOSE)
+
+    async def _upgrade_handshake(self, ws: FastWebSocket) -> bool:
+        """The polling -> websocket upgrade (probe ping/pong, then UPGRADE), as python-engineio does it."""
+        self.upgrading = True
+        try:
+            pkt = await ws.wait()
+        except OSError:
+            self.upgrading = False
+            return False
+        decoded = packet.Packet(encoded_packet=pkt)
+        if decoded.packet_type != packet.PING or decoded.data != "probe":
+            self.upgrading = False
+            return False
+        await ws.send(packet.Packet(packet.PONG, data="probe").encode())
+        await self.queue.put(packet.Packet(packet.NOOP))  # ends the pending poll
+        try:
+            pkt = await ws.wait()
+        except OSError:
+            self.upgrading = False
+            return False
+        decoded = packet.Packet(encoded_packet=pkt)
+        if decoded.packet_type != packet.UPGRADE:
+            self.upgraded = False
+            self.upgrading = False
+            return False
+        self.upgraded = True
+        self.upgrading = False
+        return True
+
+    def _go_direct(self, ws: FastWebSocket) -> None:
+        """Flush what was queued (OPEN, or packets sent during an upgrade), then write directly."""
+        transport = ws.transport
+        while True:
+            try:
+                pkt = self.queue.get_nowait()
+            except asyncio.QueueEmpty:
+                break
+            self.queue.task_done()
+            if pkt is not None and pkt.packet_type != packet.NOOP:
+                frames.write(transport, frames.frame(pkt.encode()))
+        self.transport = transport
+
+    async def _read_loop(self, ws: FastWebSocket) -> None:
+        receive = ws.sock.receive
+        server = self.server
+        on_message = server.handlers.get("message")
+        sid = self.sid
+        while not self.closed:
+            msg = await receive()
+            kind = msg.type
+            if kind is WSMsgType.TEXT:
+                data = msg.data
+                if not data:
+                    continue
+                head = data[0]
+                if head == "4":
+                    if on_message is not None:
+                        await self._dispatch(on_message, sid, data[1:])
+                    continue
+                if head == "3":
+                    self.schedule_ping()
+                    continue
+            elif kind is WSMsgType.BINARY:
+                if on_message is not None:
+                    await self._dispatch(on_message, sid, msg.data)
+                continue
+            else:
+                break  # closed, closing or a protocol error
+            try:
+                await self.receive(packet.Packet(encoded_packet=data))
+            except exceptions.UnknownPacketError:
+                pass
+            except exceptions.SocketIsClosedError:
+                break
+            except Exception:
+                log.exception("engine.io: bad packet from %s", sid)
+
+    async def _dispatch(self, handler: Any, sid: str, data: Any) -> None:
+        try:
+            await handler(sid, data)
+        except Exception:
+            log.exception("engine.io: message handler failed for %s", sid)
+
+
+class FastEngineServer(engineio.AsyncServer):
+    """python-engineio's server with :class:`FastEngineSocket` sessions and :class:`FastWebSocket`."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.background: set[asyncio.Future[Any]] = set()
+        if self._async is not None and self._async.get("websocket") is not None:
+            self._async = {**self._async, "websocket": FastWebSocket}
+
+    async def _handle_connect(self, environ: dict[str, Any], transport: str, jsonp_index: Any = None) -> Any:
+        """python-engineio 4.x's connect handling, creating a :class:`FastEngineSocket`."""
+        if self.start_service_task:
+            self.start_service_task = False
+            self.service_task_handle = self.start_background_task(self._service_task)
+        sid = self.generate_id()
+        s = FastEngineSocket(self, sid)
+        self.sockets[sid] = s
+        pkt = packet.Packet(
+            packet.OPEN,
+            {
+                "sid": sid,
+                "upgrades": self._upgrades(sid, transport),
+                "pingTimeout": int(self.ping_timeout * 1000),
+                "pingInterval": int(self.ping_interval + self.ping_interval_grace_period) * 1000,
+                "maxPayload": self.max_http_buffer_size,
+            },
+        )
+        await s.send(pkt)
+        ret = await self._trigger_event("connect", sid, environ, run_async=False)
+        if ret is not None and ret is not True:
+            del self.sockets[sid]
+            self.logger.warning("Application rejected connection")
+            return self._unauthorized(ret or None)
+        s.schedule_ping()
+        if transport == "websocket":
+            ret = await s.handle_get_request(environ)
+            if s.closed and sid in self.sockets:
+                del self.sockets[sid]
+            return ret
+        s.connected = True
+        headers = None
+        if self.cookie:
+            attributes = (
+                self.cookie
+                if isinstance(self.cookie, dict)
+                else {"name": self.cookie, "path": "/", "SameSite": "Lax"}
+            )
+            headers = [("Set-Cookie", self._generate_sid_cookie(sid, attributes))]
+        try:
+            return self._ok(await s.poll(), headers=headers, jsonp_index=jsonp_index)
+        except exceptions.QueueEmpty:
+            return self._bad_request()

@@ -1,0 +1,58 @@
+"""Socket.IO JSON packets that learn whether they are binary from the JSON encoding itself.
+
+python-socketio's ``Packet`` walks every outgoing payload (``data_is_binary``, recursively, with a list
+built per dict) before encoding it, to choose between EVENT and BINARY_EVENT. Here an outgoing
+EVENT/ACK is JSON-encoded at once; ``bytes`` anywhere in it make the standard encoder raise
+``TypeError``, and only then does the packet take python-socketio's binary path. Incoming packets,
+explicit binary flags and the other packet types are untouched.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from socketio import packet as sio_packet
+
+_FAST_TYPES = (sio_packet.EVENT, sio_packet.ACK)
+
+
+class FastPacket(sio_packet.Packet):
+    """A drop-in ``packet_class`` for the default (JSON) serializer."""
+
+    def __init__(
+        self,
+        packet_type: int = sio_packet.EVENT,
+        data: Any = None,
+        namespace: str | None = None,
+        id: int | None = None,
+        binary: bool | None = None,
+        encoded_packet: Any = None,
+    ) -> None:
+        self._json: str | None = None
+        if encoded_packet is None and binary is None and packet_type in _FAST_TYPES:
+            try:
+                self._json = self.json.dumps(data, separators=(",", ":"))
+            except TypeError:  # bytes somewhere (or something JSON cannot carry): the stock path decides
+                self._json = None
+            else:
+                self.packet_type = packet_type
+                self.data = data
+                self.namespace = namespace
+                self.id = id
+                self.attachment_count = 0
+                self.attachments = []
+                return
+        super().__init__(packet_type, data, namespace, id, binary, encoded_packet)
+
+    def encode(self) -> Any:
+        text = self._json
+        if text is None:
+            return super().encode()
+        out = str(self.packet_type)
+        if self.namespace is not None and self.namespace != "/":
+            out += self.namespace + ","
+        if self.id is not None:
+            out += str(self.id)
+        if self.data is not None:
+            out += text
+        return out

@@ -1,0 +1,97 @@
+"""The hub's fast path (``rtc_server.fastio``) stays a standard Socket.IO v4 server: the same bytes as
+python-socketio for every packet, the polling transport and the polling -> websocket upgrade still work,
+broadcasts reach websocket and polling sockets alike, and a dropped socket leaves cleanly."""
+
+from __future__ import annotations
+
+import asyncio
+import struct
+
+from socketio.packet import ACK, EVENT, Packet
+
+from rtc_server.fastio import frames
+from rtc_server.fastio.packet import FastPacket
+from tests.conftest import Client, Hub, RunningServer
+
+
+def test_fast_packet_encodes_like_python_socketio() -> None:
+    """Events and acks, with or without namespace and id, JSON or with bytes inside, encode identically."""
+    payloads = [
+        ["message.new", {"message": {"id": "m1", "body": "héllo \u2028", "data": {"n": [1, 2.5, None]}}}],
+        [{"ok": True, "message": {"seq": 3}}],
+        None,
+        ["blob", b"\x00\x01"],
+        ["nested", {"k": [bytearray(b"z"), 1]}],
+    ]
+    for data in payloads:
+        for namespace, ack_id in ((None, None), ("/agent", 7), ("/", 0)):
+            for kind in (EVENT, ACK):
+                assert (
+                    FastPacket(kind, data, namespace, ack_id).encode()
+                    == Packet(kind, data, namespace, ack_id).encode()
+                )
+
+
+def test_frames_have_rfc6455_headers() -> None:
+    """Unmasked final frames: 7-bit, 16-bit and 64-bit lengths; text for str, binary for bytes."""
+    for n in (0, 125, 126, 65535, 65536):
+        wire = frames.frame("x" * n)
+        assert wire[0] == 0x81 and wire[1] & 0x80 == 0
+        if n < 126:
+            assert wire[1] == n and len(wire) == 2 + n
+        elif n < 65536:
+            assert wire[1] == 126 and struct.unpack("!H", wire[2:4])[0] == n and len(wire) == 4 + n
+        else:
+            assert wire[1] == 127 and struct.unpack("!Q", wire[2:10])[0] == n and len(wire) == 10 + n
+    assert frames.frame(b"\x01\x02")[:2] == b"\x82\x02"
+    assert frames.frame("é") == b"\x81\x02" + "é".encode()
+
+
+async def _chat(agent: Client, customer: Client) -> None:
+    started = await customer.ok("conversation.start", {"body": "hello over polling"})
+    conv_id = started["conversation"]["id"]
+    await agent.events.wait("conversation.new", lambda d: d["conversation"]["id"] == conv_id)
+    await agent.ok("conversation.assign", {"conversation_id": conv_id})
+    await customer.ok(
+        "message.send", {"conversation_id": conv_id, "client_id": "c1", "kind": "text", "body": "q"}
+    )
+    await agent.events.wait("message.new", lambda d: d["message"]["client_id"] == "c1")
+    await agent.ok(
+        "message.send", {"conversation_id": conv_id, "client_id": "a1", "kind": "text", "body": "a"}
+    )
+    got = await customer.events.wait("message.new", lambda d: d["message"]["client_id"] == "a1")
+    assert got["message"]["body"] == "a"
+
+
+async def test_polling_and_upgraded_clients_chat(hub: Hub) -> None:
+    """An agent that starts on polling and upgrades, and a customer that stays on polling, chat both ways."""
+    login = await hub.login("alice@example.com")
+    agent = await hub.connect("/agent", login["token"], transports=["polling", "websocket"])
+    visitor = await hub.visitor(name="Polly")
+    customer = await hub.connect("/customer", visitor["token"], transports=["polling"])
+    await _chat(agent, customer)
+    assert agent.sio.transport() == "websocket"
+    assert customer.sio.transport() == "polling"
+
+
+async def test_websocket_clients_chat_and_disconnect(hub: Hub, server: RunningServer) -> None:
+    """Websocket clients chat; after the customer disconnects, its Engine.IO session is gone and the agent
+    still receives events."""
+    agent = await hub.agent()
+    customer = await hub.customer(name="Wes")
+    await _chat(agent, customer)
+    from rtc_server.app import SIO
+
+    eio = server.app[SIO].eio
+    before = len(eio.sockets)
+    await customer.disconnect()
+    for _ in range(100):
+        if len(eio.sockets) < before:
+            break
+        await asyncio.sleep(0.02)
+    assert len(eio.sockets) == before - 1
+    other = await hub.customer(name="Next")
+    started = await other.ok("conversation.start", {"body": "still there?"})
+    await agent.events.wait(
+        "conversation.new", lambda d: d["conversation"]["id"] == started["conversation"]["id"]
+    )
