@@ -78,6 +78,9 @@ class FastWebSocket:
 class FastEngineSocket(async_socket.AsyncSocket):
     """An Engine.IO session that writes straight to its websocket once it has one."""
 
+    last_ping: float | None
+    connected: bool
+
     def __init__(self, server: Any, sid: str) -> None:
         super().__init__(server, sid)
         self.transport: asyncio.Transport | None = None
@@ -231,6 +234,9 @@ class FastEngineSocket(async_socket.AsyncSocket):
 
 class FastEngineServer(engineio.AsyncServer):
     """python-engineio's server with :class:`FastEngineSocket` sessions and :class:`FastWebSocket`."""
+
+    _async: dict[str, Any] | None
+    start_service_task: bool
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)

@@ -40,7 +40,7 @@ class FastPacket(sio_packet.Packet):
                 self.namespace = namespace
                 self.id = id
                 self.attachment_count = 0
-                self.attachments = []
+                self.attachments: list[Any] = []
                 return
         super().__init__(packet_type, data, namespace, id, binary, encoded_packet)
 

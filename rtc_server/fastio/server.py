@@ -17,6 +17,8 @@ class FastAsyncServer(socketio.AsyncServer):
     """A standard Socket.IO v4 server (same options, same events, any official client) with less
     per-packet machinery; see ``docs/architecture.md``, "The hub's fast path"."""
 
+    packet_class: Any
+
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         if self.packet_class is socketio.packet.Packet:  # the default JSON serializer
