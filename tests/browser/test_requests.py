@@ -34,6 +34,7 @@ async def test_request_prompt_accept_and_stop(server: RunningServer, browser: Br
 
     for tab in (tab1, tab2):
         await tab.wait_for_selector(".prompt[data-kind=call]")
+    await tab1.bring_to_front()  # a background tab's animation frames are throttled
     await tab1.click(".prompt[data-kind=call] button[data-action=accept]")
     for tab in (tab1, tab2):
         await tab.wait_for_selector(".prompt", state="detached")
@@ -44,12 +45,14 @@ async def test_request_prompt_accept_and_stop(server: RunningServer, browser: Br
     )
     await agent.wait_for_selector(".reqbtn[data-kind=call] .green-dot")
 
+    await tab2.bring_to_front()
     await tab2.click(".activebar__item[data-kind=call] .wbtn--stop")
     await agent.wait_for_selector(".reqchip[data-kind=call][data-state=ended]")
     for tab in (tab1, tab2):
         await tab.wait_for_selector(".activebar__item", state="detached")
 
     await agent.click(".reqbtn[data-kind=video]")
+    await tab1.bring_to_front()
     await tab1.click(".prompt[data-kind=video] button[data-action=decline]")
     await agent.wait_for_selector(".reqchip[data-kind=video][data-state=declined]")
     await agent.wait_for_selector(".msg--system >> text=Video call declined")

@@ -114,6 +114,13 @@ async def test_new_conversation_story(server: RunningServer, browser: Browser) -
     assert await card.get_attribute("target") == "_blank"
     assert (await card.get_attribute("href") or "").startswith("https://example.com/")
 
+    # 4. chat block: a text block sent as it is, variables filled by the server
+    await agent.click(".attachbar__btn[data-action=chatblock]")
+    await agent.click(".picker--chatblocks .pick >> text=Thank you")
+    await customer.wait_for_selector(
+        ".msg--k-chatblock >> text=Thank you for contacting us, Marie Dupont. Have a nice day!"
+    )
+
     # 4. flow: sent by the agent, answered step by step by the customer
     await agent.click(".attachbar__btn[data-action=flow]")
     await agent.click(".picker--flows .pick >> text=Satisfaction survey")
