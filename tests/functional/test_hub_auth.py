@@ -200,9 +200,8 @@ async def test_agent_of_another_team_gets_not_found_everywhere(hub: Hub) -> None
         assert cid not in repr(listed)
     assert (await carol.ok("conversations.search", {"q": "help"}))["conversations"] == []
     sync = await alice.ok("conversation.sync", {"conversation_id": cid, "after_seq": 0})
-    assert (
-        sync["conversation"]["assignee_id"] == alice.agent["id"] and sync["conversation"]["status"] == "open"
-    )  # type: ignore[attr-defined]
+    assert sync["conversation"]["assignee_id"] == alice.agent["id"]  # type: ignore[attr-defined]
+    assert sync["conversation"]["status"] == "open"
     assert [r["state"] for r in sync["requests"]] == ["pending"]
     await alice.ok("message.send", {"conversation_id": cid, "client_id": "a1", "kind": "text", "body": "x"})
     await customer.events.wait("message.new", lambda d: d["message"]["client_id"] == "a1", timeout=2)

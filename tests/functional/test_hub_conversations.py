@@ -164,9 +164,10 @@ async def test_redirect_to_agent_rings_receiver_and_keeps_note_internal(hub: Hub
     assert any(m.get("code") == "conversation.redirected_agent" for m in agent_sync["messages"])
     cust_sync = await customer.ok("conversation.sync", {"conversation_id": conv["id"], "after_seq": 0})
     assert all(m["kind"] != "note" for m in cust_sync["messages"])
+    bob_id = bob.agent["id"]  # type: ignore[attr-defined]
     await customer.events.wait(
-        "conversation.updated", lambda d: d["conversation"]["assignee_id"] == bob.agent["id"], timeout=2
-    )  # type: ignore[attr-defined]
+        "conversation.updated", lambda d: d["conversation"]["assignee_id"] == bob_id, timeout=2
+    )
     await settle(customer)
     assert canary not in repr(customer.events.items)
     assert canary not in repr(cust_sync)
@@ -225,9 +226,8 @@ async def test_only_assignee_or_admin_redirects(hub: Hub) -> None:
     assert res["error"]["code"] == "not_found"
     await alice.ok("conversation.assign", {"conversation_id": conv["id"], "agent_id": bob.agent["id"]})  # type: ignore[attr-defined]
     # alice is admin: she may take it back although bob is the assignee now
-    back = await alice.ok(
-        "conversation.assign", {"conversation_id": conv["id"], "agent_id": alice.agent["id"]}
-    )  # type: ignore[attr-defined]
+    alice_id = alice.agent["id"]  # type: ignore[attr-defined]
+    back = await alice.ok("conversation.assign", {"conversation_id": conv["id"], "agent_id": alice_id})
     assert back["conversation"]["assignee_id"] == alice.agent["id"]  # type: ignore[attr-defined]
 
 
