@@ -66,9 +66,9 @@ export class ConversationPane {
     ].filter(Boolean);
 
     const reqButtons = REQUEST_BUTTONS.map((b) => this.requestButton(b, open));
-    const assign = open && !mine
+    // Someone else's conversation is handed over with the redirect control, not taken.
+    const assign = open && !conv.assignee_id
       ? h("button", { class: "btn btn--primary", type: "button", id: "assign-to-me",
-        disabled: !!conv.assignee_id && !app.me.is_admin, title: conv.assignee ? "Assigned to " + conv.assignee.name : "",
         on: { click: () => this.assignToMe() } }, "Assign to me")
       : null;
     const assignee = conv.assignee

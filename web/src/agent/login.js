@@ -1,5 +1,5 @@
 // The sign-in form: email + password -> POST /api/auth/login; the token is kept in sessionStorage.
-import { h, icon, replace } from "../shared/dom.js";
+import { h, replace } from "../shared/dom.js";
 import { login } from "./api.js";
 
 export function showLogin(root, onLoggedIn) {
@@ -35,7 +35,7 @@ export function showLogin(root, onLoggedIn) {
 
   replace(root, h("div", { class: "login" },
     h("div", { class: "login__card" },
-      h("div", { class: "login__brand" }, h("span", { class: "brand-mark" }, icon("chat", 22)),
+      h("div", { class: "login__brand" }, h("span", { class: "brand-mark", text: "e" }),
         h("span", { class: "brand-name", text: "Engage" })),
       h("h1", { text: "Sign in to Live Chat" }),
       h("p", { class: "muted", text: "Use your agent account." }),

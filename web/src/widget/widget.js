@@ -184,8 +184,8 @@ export class Widget {
       }
     } } },
       h("div", { class: "prechat__hello" },
-        h("div", { class: "prechat__wave", text: "👋" }),
-        h("p", { text: t("widget.first") })),
+        h("span", { class: "prechat__icon" }, icon("chat", 20)),
+        h("div", {}, h("strong", { text: t("widget.hello") }), h("p", { text: t("widget.hello_sub") }))),
       this.visitor && this.visitor.name ? null : name,
       first, error, submit);
     first.addEventListener("keydown", (e) => {
