@@ -37,6 +37,18 @@ def machine_busy_seconds() -> float:
     return (sum(values[:8]) - idle) / CLOCK_TICKS
 
 
+def settle(pids: Sequence[int], max_s: float = 6.0, window_s: float = 0.2, quiet_cores: float = 0.1) -> float:
+    """Wait until the processes are nearly idle (a saturated step's backlog must not leak into the next
+    one); returns how long it took."""
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < max_s:
+        before = sum(cpu_seconds(p) for p in pids)
+        time.sleep(window_s)
+        if (sum(cpu_seconds(p) for p in pids) - before) / window_s <= quiet_cores:
+            break
+    return time.monotonic() - t0
+
+
 def rss_kb(pid: int) -> int:
     """Resident set size in KB (``VmRSS`` of ``/proc/<pid>/status``)."""
     with open(f"/proc/{pid}/status") as fh:

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bench.signalling.procs import REPO, LoadGen, Redis, Server, python, rss_kb
+from bench.signalling.procs import REPO, LoadGen, Redis, Server, python, rss_kb, settle
 
 
 @dataclass(frozen=True)
@@ -136,6 +136,7 @@ def _one_to_one(
     """1:1 conversations: a closed loop, then fixed rates (the latency-against-load curve)."""
     gen.run({"cmd": "setup_pairs", **base, "pairs": plan.pairs})
     gen.run({"cmd": "closed", "seconds": 0.5})  # warm-up
+    settle(pids)
     closed = gen.run({"cmd": "closed", "seconds": plan.closed_s}, pids)
     closed["cpu_us_per_msg"] = closed["server_cpu_s"] * 1e6 / max(1, closed["done"])
     say(
@@ -147,9 +148,11 @@ def _one_to_one(
         if rate > 3000 and rates and (rates[-1]["lost"] or (rates[-1]["e2e"]["p50_ms"] or 0) > 1000):
             say(f"  {name}: saturated below {rate} msg/s; higher rates skipped")
             break
+        settle(pids)
         r = gen.run({"cmd": "rate", "rate": rate, "seconds": plan.rate_s, "drain_s": plan.drain_s}, pids)
         r["server_cpu_share"] = r["server_cpu_s"] / max(1e-9, r["wall_s"])
-        r["cpu_us_per_msg"] = r["server_cpu_s"] * 1e6 / max(1, r["done"])
+        # per message only when the server kept up (otherwise the step's CPU is not the messages' CPU)
+        r["cpu_us_per_msg"] = r["server_cpu_s"] * 1e6 / r["done"] if r["done"] >= 0.95 * r["sent"] else None
         rates.append(r)
         say(
             f"  {name}: {rate} msg/s -> e2e p50 {_ms(r['e2e']['p50_ms'])} p99 {_ms(r['e2e']['p99_ms'])}"
@@ -164,6 +167,7 @@ def _fanout(
     """A few customers writing to conversations of one team of ``fan_agents`` agents."""
     gen.run({"cmd": "setup_fanout", **base, "senders": plan.fan_senders, "agents": plan.fan_agents})
     gen.run({"cmd": "fanout", "seconds": 0.5})
+    settle(pids)
     fan = gen.run({"cmd": "fanout", "seconds": plan.fan_s}, pids)
     fan["cpu_us_per_delivery"] = fan["server_cpu_s"] * 1e6 / max(1, fan["deliveries"])
     say(
@@ -177,6 +181,7 @@ def _idle(gen: LoadGen, base: dict[str, Any], pid: int, plan: Plan, name: str, s
     """``idle`` customer sockets opened and left alone: memory and CPU per connection."""
     gen.run({"cmd": "prepare_idle", **base, "visitors": plan.idle_visitors})
     time.sleep(0.3)
+    settle([pid])
     rss0 = rss_kb(pid)
     idle = gen.run({"cmd": "idle", **base, "n": plan.idle, "concurrency": 200}, [pid])
     time.sleep(0.5)
@@ -217,6 +222,7 @@ def run_two_nodes(plan: Plan, log_dir: Path, say: Any, variant: str = "ours") ->
                     }
                 )
                 gen.run({"cmd": "closed", "seconds": 0.5})
+                settle(pids)
                 closed = gen.run({"cmd": "closed", "seconds": plan.two_node_s}, pids)
                 nodes_cpu = sum(closed["server_cpu_by_pid"][:2])
                 closed["redis_cpu_us_per_msg"] = closed["server_cpu_by_pid"][2] * 1e6 / max(1, closed["done"])

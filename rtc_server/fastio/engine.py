@@ -4,7 +4,8 @@ python-engineio's websocket transport runs, per connection, a writer task fed by
 and a ping task, and per incoming frame a new task wrapped in ``wait_for`` plus one more task to
 dispatch the message. Here, once a socket is on the websocket transport:
 
-- outgoing packets are framed and written straight to the transport (no queue, no writer task);
+- outgoing packets are framed and written straight to the transport (no queue, no writer task),
+  corked per event-loop iteration (:class:`rtc_server.fastio.frames.Writer`);
 - incoming frames are read in the connection's own handler and handed to Socket.IO inline
   (python-socketio still runs each *event* in its own task, so a slow handler never blocks the socket);
 - the server's pings are ``call_later`` timers, not sleeping tasks; a silent client is still dropped by
@@ -94,7 +95,7 @@ class FastEngineSocket(async_socket.AsyncSocket):
         transport = self.transport
         if transport is not None:
             if not self.closed:
-                frames.write(transport, frames.frame(pkt.encode()))
+                self.server.writer.write(transport, frames.frame(pkt.encode()))
             return
         await super().send(pkt)
 
@@ -103,7 +104,7 @@ class FastEngineSocket(async_socket.AsyncSocket):
         transport = self.transport
         if transport is None or self.closed:
             return False
-        return frames.write(transport, data)
+        return bool(self.server.writer.write(transport, data))
 
     # -- pings ----------------------------------------------------------------------------------------
 
@@ -119,7 +120,7 @@ class FastEngineSocket(async_socket.AsyncSocket):
             return
         self.last_ping = time.time()
         if self.transport is not None:
-            frames.write(self.transport, PING_FRAME)
+            self.server.writer.write(self.transport, PING_FRAME)
         else:
             task = asyncio.ensure_future(super().send(packet.Packet(packet.PING)))
             self.server.background.add(task)
@@ -134,7 +135,8 @@ class FastEngineSocket(async_socket.AsyncSocket):
             self._ping_timer = None
         transport, self.transport = self.transport, None
         if transport is not None and not transport.is_closing():
-            transport.close()  # ends the reader loop (the CLOSE packet, if any, was written first)
+            self.server.writer.flush_one(transport)  # the CLOSE packet, if any, leaves first
+            transport.close()  # ends the reader loop
 
     # -- the websocket transport ----------------------------------------------------------------------
 
@@ -187,7 +189,7 @@ class FastEngineSocket(async_socket.AsyncSocket):
                 break
             self.queue.task_done()
             if pkt is not None and pkt.packet_type != packet.NOOP:
-                frames.write(transport, frames.frame(pkt.encode()))
+                self.server.writer.write(transport, frames.frame(pkt.encode()))
         self.transport = transport
 
     async def _read_loop(self, ws: FastWebSocket) -> None:
@@ -241,6 +243,8 @@ class FastEngineServer(engineio.AsyncServer):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.background: set[asyncio.Future[Any]] = set()
+        self.writer = frames.Writer()
+        """Corked writes to every websocket session of this server."""
         if self._async is not None and self._async.get("websocket") is not None:
             self._async = {**self._async, "websocket": FastWebSocket}
 
