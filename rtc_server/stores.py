@@ -13,8 +13,8 @@ def make_store(config: Config) -> Store:
 
         return SqliteStore(url[len("sqlite:///"):], node_id=config.node_id or "local")
     if url.startswith("redis://"):
-        from signaling.storage.redis_store import RedisStore  # type: ignore[import-not-found]
+        from signaling.storage.redis_store import RedisStore
 
-        return RedisStore(url, node_id=config.node_id or "local",  # type: ignore[no-any-return]
+        return RedisStore(url, node_id=config.node_id or "local",
                           max_connections=config.redis_max_connections)
     raise SystemExit(f"unsupported store URL {url!r}: use sqlite:///path or redis://host:port/db")

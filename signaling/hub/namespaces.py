@@ -298,4 +298,5 @@ class CustomerNamespace(HubNamespace):
         return {"conversation": wire}
 
     async def conversations_list(self, who: Principal, p: dict[str, Any]) -> dict[str, Any]:
-        return await self.services.conversations.list_section(who, "mine")
+        return await self.services.conversations.list_section(
+            who, "mine", P.string(p, "cursor", required=False, max_len=400))

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import asyncio
 import base64
-import weakref
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -61,20 +60,18 @@ class ConversationService:
         self.settings = settings or ChatSettings()
         self.on_done: list[Any] = []
         """Callbacks ``async f(conversation)`` run when a conversation is resolved (ends requests)."""
-        self._routing_locks: dict[str, asyncio.Lock] = {}
-        """Per team: one auto-assignment decision at a time on this node, so concurrent starts see each
-        other's loads (otherwise they all pick the same agent, past its capacity)."""
-        self._conversation_locks: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
 
-    def _conversation_lock(self, conversation_id: str) -> asyncio.Lock:
-        """One read-modify-write of a conversation at a time on this node: ``update_conversation`` writes
-        every field, so two concurrent changes from stale reads (assign vs status) would undo each other.
-        Locks order: a team's routing lock before a conversation's; nothing waits on a team lock while
-        holding a conversation's."""
-        lock = self._conversation_locks.get(conversation_id)
-        if lock is None:
-            lock = self._conversation_locks[conversation_id] = asyncio.Lock()
-        return lock
+    def _routing_lock(self, team_id: str) -> AbstractAsyncContextManager[None]:
+        """Per team: one auto-assignment decision at a time on every node, so concurrent starts see each
+        other's loads (otherwise they all pick the same agent, past its capacity)."""
+        return self.store.lock(f"routing:{team_id}")
+
+    def _conversation_lock(self, conversation_id: str) -> AbstractAsyncContextManager[None]:
+        """One read-modify-write of a conversation at a time on every node: ``update_conversation``
+        writes every field, so two concurrent changes from stale reads (assign vs status) would undo each
+        other. Locks order: a team's routing lock before a conversation's; nothing waits on a team lock
+        while holding a conversation's."""
+        return self.store.lock(f"conversation:{conversation_id}")
 
     # -- start ----------------------------------------------------------------------------------------
     async def start(self, principal: Principal, *, team_id: str | None, body: str | None,
@@ -89,12 +86,21 @@ class ConversationService:
             if not teams:
                 raise NotFound("no team exists yet")
             team = teams[0]
+        start_key = f"start:{principal.visitor.id}:{client_id}" if client_id else None
+        if start_key:
+            # A retried start (its ack was lost) returns the conversation the first one created.
+            existing_id = await self.store.get_meta(start_key)
+            existing = await self.store.get_conversation(existing_id) if existing_id else None
+            if existing is not None and existing.visitor_id == principal.visitor.id:
+                return existing
         now = utcnow()
         conv = Conversation(
             id=new_id("cv"), visitor_id=principal.visitor.id, team_id=team.id, created_at=now, updated_at=now,
             page_url=page_url[:2000], language=(language or principal.visitor.locale)[:16],
         )
         conv = await self.store.create_conversation(conv)
+        if start_key:
+            await self.store.set_meta(start_key, conv.id)
         if body:
             result = await self.timeline.append(self._message(principal, conv, "text", body, client_id))
             conv = result.conversation
@@ -109,13 +115,14 @@ class ConversationService:
             if assigned is not None:
                 return
         wire = await self.timeline.wire(conv)
-        targets = [Audience.agent(conv.assignee_id)] if conv.assignee_id else [Audience.team(conv.team_id)]
+        targets = [Audience.team(conv.team_id)]
+        if conv.assignee_id and conv.assignee_id in await self.store.presence_online():
+            targets = [Audience.agent(conv.assignee_id)]  # an assignee who is here takes it back
         await self.fanout.emit("conversation.new", {"conversation": wire, "ring": True}, targets)
 
     # -- auto routing ---------------------------------------------------------------------------------
     async def _auto_assign(self, conv: Conversation) -> Conversation | None:
-        lock = self._routing_locks.setdefault(conv.team_id, asyncio.Lock())
-        async with lock:
+        async with self._routing_lock(conv.team_id):
             claimed = await self._claim_for_least_busy(conv)
         if claimed is None:
             return None

@@ -112,8 +112,15 @@ class RequestService:
         if reason is not None and (not isinstance(reason, str) or len(reason) > 200):
             raise Invalid("reason must be a short string", field="reason")
         request = await self._move(request, conv, trigger, actor, reason)
-        await self.media.close_session(request.id, request.reason or "ended")
+        await self._close_media(request.id, request.reason or "ended")
         return request
+
+    async def _close_media(self, request_id: str, reason: str) -> None:
+        """The request is ended whatever the media plane says; a failure there is logged, not returned."""
+        try:
+            await self.media.close_session(request_id, reason)
+        except Exception:
+            log.exception("media plane failed to close session %s", request_id)
 
     async def end_all(self, conv: Conversation, reason: str = "conversation_done") -> None:
         """End every live request of ``conv`` (on Done)."""
@@ -123,7 +130,7 @@ class RequestService:
                 await self._move(request, conv, trigger, sm.Actor.SYSTEM, reason)
             except (Conflict, Forbidden):
                 continue
-            await self.media.close_session(request.id, reason)
+            await self._close_media(request.id, reason)
 
     async def expire_due(self) -> int:
         """Expire every pending request past its deadline; returns how many expired here."""

@@ -19,6 +19,7 @@ default) and ``redis_store.RedisStore`` (several nodes). Rules every implementat
 
 from __future__ import annotations
 
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
@@ -91,6 +92,11 @@ class Store(Protocol):
 
     async def ping(self) -> bool:
         """True when the store answers a trivial query now (for ``/readyz``)."""
+
+    def lock(self, name: str) -> AbstractAsyncContextManager[None]:
+        """A mutual-exclusion lock named ``name``, held while the ``async with`` block runs, shared by
+        every node using this store (SQLite: this process; Redis: every node). For short critical
+        sections such as "choose an agent and claim the conversation". Not re-entrant."""
 
     # -- key/value meta (demo seeding flag, schema facts) --------------------------------------------
     async def get_meta(self, key: str) -> str | None: ...

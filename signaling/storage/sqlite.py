@@ -23,8 +23,10 @@ messages, requests); the schema and row mapping are :mod:`~signaling.storage.sql
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import sqlite3
-from collections.abc import Callable
+import weakref
+from collections.abc import AsyncIterator, Callable
 from datetime import datetime
 from pathlib import Path
 from typing import Any, TypeVar
@@ -63,6 +65,16 @@ class SqliteStore:
         self.node_id = node_id
         self.max_batch = max_batch
         self._worker: SqliteWorker | None = None
+        self._locks: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
+
+    @contextlib.asynccontextmanager
+    async def lock(self, name: str) -> AsyncIterator[None]:
+        """A named lock; the embedded store serves one process, so an asyncio lock per name is enough."""
+        lock = self._locks.get(name)
+        if lock is None:
+            lock = self._locks[name] = asyncio.Lock()
+        async with lock:
+            yield
 
     # -- plumbing -------------------------------------------------------------------------------------
 

@@ -180,12 +180,6 @@ async def test_sync_from_either_node_returns_the_whole_log_in_order(cluster: Clu
     assert [m["client_id"] for m in tail["messages"]] == ["late"]
 
 
-@pytest.mark.xfail(
-    strict=False,  # a race: it usually shows, not always
-    reason="known gap: auto-routing serialises choose-and-claim with a per-node asyncio.Lock; across nodes "
-    "the decision needs a lock in the store (RedisStore.lock exists; the Store port and ConversationService "
-    "do not use it yet). Remove this marker once they do.",
-)
 async def test_auto_routing_respects_capacity_across_nodes(cluster: Cluster) -> None:
     """Carol (capacity 1) is the only sales agent; conversations started at once on both nodes must
     never give her more than one."""
