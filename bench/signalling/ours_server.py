@@ -147,7 +147,7 @@ async def serve(args: argparse.Namespace) -> None:
         worker = getattr(store, "stats", None)
         return web.json_response(
             {
-                "publish_failures": failures.count,
+                "publish_failures": getattr(app[app_module.SIO].manager, "publish_failures", failures.count),
                 "store_batches": getattr(worker, "batches", 0),
                 "store_operations": getattr(worker, "operations", 0),
             }

@@ -3,19 +3,25 @@ websocket recipient; only sessions still on long-polling take python-engineio's 
 
 :class:`FastManager` is the in-process manager. :class:`FastRedisManager` is the Redis one: python-socketio's
 pub/sub manager already delivers locally first and publishes for the other nodes; here the local
-delivery (on the emitting node and on the receiving ones) takes the same fast path.
+delivery (on the emitting node and on the receiving ones) takes the same fast path, and publishing is
+pipelined (see the class).
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import logging
 from typing import Any
 
 import socketio
 from engineio import packet as eio_packet
 from socketio import packet as sio_packet
 
-from rtc_server.fastio import frames
+from rtc_server.fastio import frames, jsonfast
 from rtc_server.pubsub import SupervisedRedisManager
+
+log = logging.getLogger(__name__)
 
 
 def _as_args(data: Any) -> list[Any]:
@@ -84,7 +90,84 @@ class FastManager(socketio.AsyncManager):
 
 
 class FastRedisManager(SupervisedRedisManager):
-    """The Redis manager (blocking pool, supervised listener) with :func:`deliver` for local delivery."""
+    """The Redis manager (blocking pool, supervised listener) with :func:`deliver` for local delivery and
+    an ordered, pipelined publisher.
+
+    python-socketio awaits one ``PUBLISH`` round trip per emit, each taking a connection from the pool.
+    Here an emit delivers locally, appends its message to an outbox and returns; one flusher task sends
+    the outbox with one pipeline per batch (many ``PUBLISH`` commands, one write, one read), in emit
+    order. A failed batch is logged and counted, as python-socketio's and ``SupervisedRedisManager``'s
+    failed publishes were (the event is lost for the other nodes; clients recover with
+    ``conversation.sync``). Past ``max_outbox`` queued messages, emitters wait for the flusher.
+    """
+
+    def __init__(self, url: str, *, max_outbox: int = 10_000, **kwargs: Any) -> None:
+        super().__init__(url, **kwargs)
+        self.json = jsonfast
+        self.max_outbox = max_outbox
+        self.publish_failures = 0
+        """Messages whose publish failed (lost for the other nodes)."""
+        self._outbox: list[str] = []
+        self._flusher: asyncio.Task[None] | None = None
+
+    async def emit(
+        self,
+        event: str,
+        data: Any,
+        namespace: str | None = None,
+        room: Any = None,
+        skip_sid: Any = None,
+        callback: Any = None,
+        to: Any = None,
+        **kwargs: Any,
+    ) -> None:
+        room = to or room
+        if callback is not None or kwargs.get("ignore_queue"):
+            return await super().emit(
+                event, data, namespace=namespace, room=room, skip_sid=skip_sid, callback=callback, **kwargs
+            )
+        namespace = namespace or "/"
+        message = {
+            "method": "emit",
+            "event": event,
+            "data": list(data) if isinstance(data, tuple) else [data],
+            "binary": False,
+            "namespace": namespace,
+            "room": room,
+            "skip_sid": skip_sid,
+            "callback": None,
+            "host_id": self.host_id,
+        }
+        try:
+            payload = self.json.dumps(message)
+        except TypeError:  # bytes inside: python-socketio's binary encoding
+            return await super().emit(
+                event, data, namespace=namespace, room=room, skip_sid=skip_sid, **kwargs
+            )
+        await deliver(self, event, data, namespace, room, skip_sid)
+        await self._enqueue(payload)
+
+    async def _publish(self, data: Any) -> Any:
+        await self._enqueue(self.json.dumps(data))
+
+    async def _enqueue(self, payload: str) -> None:
+        self._outbox.append(payload)
+        if self._flusher is None or self._flusher.done():
+            self._flusher = asyncio.create_task(self._flush(), name="socketio-redis-publisher")
+        while len(self._outbox) > self.max_outbox and self._flusher is not None and not self._flusher.done():
+            await asyncio.sleep(0.001)
+
+    async def _flush(self) -> None:
+        while self._outbox:
+            batch, self._outbox = self._outbox, []
+            try:
+                pipe = self._publisher_client().pipeline(transaction=False)
+                for payload in batch:
+                    pipe.publish(self.channel, payload)
+                await pipe.execute()
+            except Exception as exc:
+                self.publish_failures += len(batch)
+                log.error("cannot publish %d events to Redis (lost for other nodes): %s", len(batch), exc)
 
     async def _handle_emit(self, message: dict[str, Any]) -> None:
         callback = message.get("callback")
@@ -101,6 +184,14 @@ class FastRedisManager(SupervisedRedisManager):
             message.get("room"),
             message.get("skip_sid"),
         )
+
+    async def aclose(self) -> None:
+        """Send what is still in the outbox (for up to 2 s), then stop as ``SupervisedRedisManager`` does."""
+        flusher = self._flusher
+        if flusher is not None and not flusher.done():
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(asyncio.shield(flusher), timeout=2.0)
+        await super().aclose()
 
 
 __all__ = ["FastManager", "FastRedisManager", "deliver"]

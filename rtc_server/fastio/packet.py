@@ -4,7 +4,8 @@ python-socketio's ``Packet`` walks every outgoing payload (``data_is_binary``, r
 built per dict) before encoding it, to choose between EVENT and BINARY_EVENT. Here an outgoing
 EVENT/ACK is JSON-encoded at once; ``bytes`` anywhere in it make the standard encoder raise
 ``TypeError``, and only then does the packet take python-socketio's binary path. Incoming packets,
-explicit binary flags and the other packet types are untouched.
+explicit binary flags and the other packet types are untouched. Encoding and decoding use
+:mod:`rtc_server.fastio.jsonfast` (``orjson`` when installed).
 """
 
 from __future__ import annotations
@@ -13,11 +14,15 @@ from typing import Any
 
 from socketio import packet as sio_packet
 
+from rtc_server.fastio import jsonfast
+
 _FAST_TYPES = (sio_packet.EVENT, sio_packet.ACK)
 
 
 class FastPacket(sio_packet.Packet):
-    """A drop-in ``packet_class`` for the default (JSON) serializer."""
+    """A drop-in ``packet_class`` for the default (JSON) serializer, with :mod:`~rtc_server.fastio.jsonfast`."""
+
+    json = jsonfast
 
     def __init__(
         self,
