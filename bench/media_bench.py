@@ -218,6 +218,10 @@ def cpu_seconds() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
+def system_seconds() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_stime
+
+
 async def serve(mode: str) -> None:
     """JSON lines on stdin -> JSON lines on stdout."""
     server: Any = ForwardServer() if mode == "forward" else StockRelayServer()
@@ -232,6 +236,7 @@ async def serve(mode: str) -> None:
         elif op == "sample":
             reply = {
                 "cpu": cpu_seconds(),
+                "sys": system_seconds(),
                 "packets": await server.packets_out(),
                 "at": time.monotonic(),
                 "frames": server.frames_out(),
@@ -343,6 +348,7 @@ async def run_case(
         "streams_per_core_at_60pct": round(0.6 / per_stream) if per_stream > 0 else None,
         "server_fps_out_per_stream": round((last["frames"] - first["frames"]) / elapsed / subscribers, 1),
         "client_cpu_pct": round(100 * client_cpu / elapsed, 1),
+        "server_kernel_share": round((last["sys"] - first["sys"]) / cpu, 2) if cpu else None,
     }
 
 

@@ -14,6 +14,7 @@ from aiortc.codecs.vpx import vp8_depayload
 
 from rtc_server.media.aiortc_adapter import (
     MAX_PAYLOAD,
+    ForwardingSender,
     ReceiverTap,
     UnsupportedAiortc,
     check_aiortc_version,
@@ -45,6 +46,7 @@ class Chain:
     tracks: dict[str, ForwardedTrack] = field(default_factory=dict)
     readers: dict[str, TrackReader] = field(default_factory=dict)
     frames_in: dict[str, list[EncodedFrame]] = field(default_factory=dict)
+    senders: dict[str, ForwardingSender] = field(default_factory=dict)
 
 
 @pytest.fixture
@@ -74,7 +76,7 @@ async def chain() -> AsyncIterator[Chain]:
     await connect(c.publisher, c.server_in)
     for kind in ("video", "audio"):
         track = ForwardedTrack(kind)
-        feed_sender(c.server_out.addTransceiver(kind, direction="sendonly").sender, track)
+        c.senders[kind] = feed_sender(c.server_out.addTransceiver(kind, direction="sendonly").sender, track)
         track.attach(c.sources[kind])
         c.tracks[kind] = track
 
@@ -178,3 +180,35 @@ async def test_subscriber_pli_reaches_the_publisher_throttled(chain: Chain) -> N
     assert len(requested) == 2
     assert requested[1] - requested[0] >= 0.45
     await wait_for(lambda: sum(f.keyframe for f in chain.frames_in["video"]) > keyframes_before, 5)
+
+
+async def test_nacks_are_answered_with_rtx_from_the_forwarding_history(chain: Chain) -> None:
+    """A NACK from the subscriber for a recent packet is answered with an RTX packet (RFC 4588:
+    the RTX payload type and SSRC, the original sequence number first in the payload)."""
+    await wait_for(lambda: "video" in chain.readers and chain.readers["video"].frames >= 5, 10)
+    forwarding = chain.senders["video"]
+    sub_receiver = next(t.receiver for t in chain.subscriber.getTransceivers() if t.kind == "video")
+    rtx_seen: list[int] = []
+    original = sub_receiver._handle_rtp_packet
+
+    async def spy(packet: object, arrival_time_ms: int) -> None:
+        if packet.ssrc == forwarding.sender._rtx_ssrc:  # type: ignore[attr-defined]
+            rtx_seen.append(int.from_bytes(packet.payload[:2], "big"))  # type: ignore[attr-defined]
+        await original(packet, arrival_time_ms)
+
+    sub_receiver._handle_rtp_packet = spy  # type: ignore[method-assign]
+    sequence, _header, _payload = max(forwarding._history.values(), key=lambda entry: entry[0])
+    media_ssrc = forwarding.sender._ssrc
+    await sub_receiver._send_rtcp_nack(media_ssrc, [sequence])
+    await wait_for(lambda: sequence in rtx_seen, 5)
+    assert forwarding.retransmissions >= 1
+
+
+async def test_forwarding_sender_keeps_aiortc_counters(chain: Chain) -> None:
+    """The replaced RTP loop feeds the counters behind aiortc's stats and RTCP sender reports."""
+    await wait_for(lambda: "video" in chain.readers and chain.readers["video"].frames >= 5, 10)
+    forwarding = chain.senders["video"]
+    stats = await forwarding.sender.getStats()
+    sent = [s for s in stats.values() if s.type == "outbound-rtp"][0]
+    assert forwarding.packets > 0 and sent.packetsSent == forwarding.packets
+    assert sent.bytesSent > 0
