@@ -47,6 +47,22 @@ class Config:
     web_dir: str = ""
     """Where the built web pages are; empty: ``web/dist`` beside the package."""
     redis_max_connections: int = 1000
+    rate_limit_events_per_s: float = 20.0
+    """Abuse limits (``signaling.services.ratelimit``; 0 disables one): Socket.IO calls per connection."""
+    rate_limit_events_burst: int = 200
+    rate_limit_connects_per_s: float = 10.0
+    """Socket.IO connects per client address (namespace connects and Engine.IO handshakes, each)."""
+    rate_limit_connects_burst: int = 300
+    rate_limit_uploads_per_s: float = 1.0
+    rate_limit_uploads_burst: int = 30
+    rate_limit_logins_per_s: float = 0.2
+    rate_limit_logins_burst: int = 20
+    rate_limit_visitors_per_s: float = 1.0
+    rate_limit_visitors_burst: int = 60
+    rate_limit_exempt: tuple[str, ...] = ("127.0.0.1", "::1")
+    """Client addresses no abuse limit applies to (empty: none)."""
+    trusted_proxies: tuple[str, ...] = ("127.0.0.1", "::1")
+    """Peers whose ``X-Forwarded-For`` header names the client (a reverse proxy)."""
 
     @property
     def store_url(self) -> str:

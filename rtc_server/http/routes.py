@@ -6,7 +6,8 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from rtc_server.http import admin, catalog, cors, metrics, openapi, pages, transcripts, uploads
+from rtc_server.http import admin, catalog, cors, metrics, openapi, pages, ratelimit, transcripts, uploads
+from rtc_server.http import conference as conference_routes
 
 
 async def _api_headers(request: web.Request, response: web.StreamResponse) -> None:
@@ -19,10 +20,12 @@ def setup(app: web.Application) -> None:
     """Register the routes, middlewares and hooks of this package (after ``core.setup``)."""
     metrics.setup(app)
     cors.setup(app)
+    ratelimit.setup(app)
     app.on_response_prepare.append(_api_headers)
     uploads.setup(app)
     admin.setup(app)
     catalog.setup(app)
     transcripts.setup(app)
+    conference_routes.setup(app)
     openapi.setup(app)
     pages.setup(app)

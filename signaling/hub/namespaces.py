@@ -13,10 +13,11 @@ from typing import Any
 
 import socketio
 
-from signaling.domain.errors import DomainError, Invalid, Unauthorized
+from signaling.domain.errors import DomainError, Invalid, RateLimited, Unauthorized
 from signaling.hub import payloads as P
 from signaling.services.container import Services
 from signaling.services.principal import Principal
+from signaling.services.ratelimit import AbuseLimits
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +34,8 @@ class HubNamespace(socketio.AsyncNamespace):
         self.services = services
         self.principals: dict[str, Principal] = {}
         self.handlers: dict[str, Handler] = self.build_handlers()
+        self.limits: AbuseLimits | None = None
+        """Abuse limits (set by the HTTP layer, shared by both namespaces); None: no limits."""
 
     def build_handlers(self) -> dict[str, Handler]:
         raise NotImplementedError
@@ -40,15 +43,21 @@ class HubNamespace(socketio.AsyncNamespace):
     # -- connect / disconnect -------------------------------------------------------------------------
     async def on_connect(self, sid: str, environ: dict[str, Any], auth: Any = None) -> None:
         token = auth.get("token") if isinstance(auth, dict) else None
+        address = self.limits.address_of(environ) if self.limits is not None else ""
         try:
+            if self.limits is not None and not self.limits.allow("connects", address):
+                raise RateLimited("too many connections from this address; retry later")
             origin_ok = self.services.origin_allowed(environ.get("HTTP_ORIGIN"))
             if not origin_ok:
                 raise Unauthorized("origin not allowed")
-            principal = await self.services.auth.authenticate(token, expected_kind=self.kind)
+            principal = await self.services.auth.authenticate(
+                token, expected_kind=self.kind, allow_guest=self.kind == "customer")
         except DomainError as exc:
             raise socketio.exceptions.ConnectionRefusedError(exc.message, exc.to_wire()) from None
         principal.sid = sid
         self.principals[sid] = principal
+        if self.limits is not None:
+            self.limits.track(sid, address)
         await self.joined(sid, principal)
 
     async def joined(self, sid: str, principal: Principal) -> None:
@@ -56,6 +65,8 @@ class HubNamespace(socketio.AsyncNamespace):
 
     async def on_disconnect(self, sid: str, reason: Any = None) -> None:
         principal = self.principals.pop(sid, None)
+        if self.limits is not None:
+            self.limits.untrack(sid)
         if principal is not None:
             try:
                 await self.left(sid, principal)
@@ -78,7 +89,10 @@ class HubNamespace(socketio.AsyncNamespace):
         principal = self.principals.get(sid) if isinstance(sid, str) else None
         if principal is None:
             return {"ok": False, "error": {"code": "unauthorized", "message": "not connected"}}
-        handler = self.handlers.get(event) if isinstance(event, str) else None
+        if self.limits is not None and not self.limits.allow_event(str(sid)):
+            return {"ok": False, "error": RateLimited("too many calls; slow down").to_wire()}
+        table = self.guest_handlers() if principal.kind == "guest" else self.handlers
+        handler = table.get(event) if isinstance(event, str) else None
         if handler is None:
             return {"ok": False, "error": {"code": "invalid", "message": f"unknown event {str(event)[:60]!r}"}}
         self.services.metrics.count_event(self.kind, event)
@@ -104,6 +118,7 @@ class HubNamespace(socketio.AsyncNamespace):
             "rtc.offer": self.rtc_offer,
             "rtc.answer": self.rtc_answer,
             "rtc.config": self.rtc_config,
+            "conference.leave": self.conference_leave,
             # customers only; routed on both namespaces so an agent gets a clear ``forbidden``
             "request.respond": self.request_respond,
         }
@@ -167,6 +182,28 @@ class HubNamespace(socketio.AsyncNamespace):
     async def rtc_config(self, who: Principal, p: dict[str, Any]) -> dict[str, Any]:
         return {"ice_servers": self.services.media.ice_servers()}
 
+    def guest_handlers(self) -> dict[str, Handler]:
+        """All a conference guest (``/customer`` with a guest token) may call: media of their one request."""
+        return {
+            "rtc.offer": self.guest_offer,
+            "rtc.answer": self.guest_answer,
+            "rtc.config": self.rtc_config,
+            "request.end": self.conference_leave,
+            "conference.leave": self.conference_leave,
+        }
+
+    async def guest_offer(self, who: Principal, p: dict[str, Any]) -> dict[str, Any]:
+        return await self.services.conference.guest_offer(
+            who, P.string(p, "request_id"), P.string(p, "sdp", max_len=200_000), P.string(p, "type", max_len=10))
+
+    async def guest_answer(self, who: Principal, p: dict[str, Any]) -> dict[str, Any]:
+        await self.services.conference.guest_answer(
+            who, P.string(p, "request_id"), P.string(p, "sdp", max_len=200_000), P.string(p, "type", max_len=10))
+        return {}
+
+    async def conference_leave(self, who: Principal, p: dict[str, Any]) -> dict[str, Any]:
+        return await self.services.conference.leave(who, P.string(p, "request_id"))
+
     async def request_respond(self, who: Principal, p: dict[str, Any]) -> dict[str, Any]:
         request = await self.services.requests.respond(
             who, P.string(p, "request_id"), P.boolean(p, "accept"))
@@ -192,6 +229,7 @@ class AgentNamespace(HubNamespace):
             "teams.list": self.teams_list,
             "agent.status": self.agent_status,
             "request.create": self.request_create,
+            "conference.invite": self.conference_invite,
         }
 
     async def joined(self, sid: str, principal: Principal) -> None:
@@ -270,6 +308,10 @@ class AgentNamespace(HubNamespace):
         request = await self.services.requests.create(
             who, P.string(p, "conversation_id"), P.string(p, "kind", max_len=20))
         return {"request": request.to_wire()}
+
+    async def conference_invite(self, who: Principal, p: dict[str, Any]) -> dict[str, Any]:
+        await self.services.conference.invite(who, P.string(p, "request_id"), P.string(p, "agent_id"))
+        return {}
 
 
 class CustomerNamespace(HubNamespace):
