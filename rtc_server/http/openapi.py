@@ -420,6 +420,62 @@ def _paths() -> dict[str, Json]:
                 "gets a version without notes; anyone else `not_found`.",
             )
         },
+        "/api/conference/{id}/links": {
+            "post": _op(
+                "Create a conference join link",
+                "conference",
+                security=AGENT,
+                ok=201,
+                errors=(400, 403, 404, 409),
+                params=[_path_id("conference request")],
+                body=_obj(ttl_s={"type": "integer", "minimum": 60, "description": "Lifetime (default 2 h)."}),
+                result=_obj(
+                    ["url", "token", "expires_at"],
+                    url={"type": "string", "description": "The join page, `/join/?t=<token>`."},
+                    token={"type": "string"},
+                    expires_at={"type": "string", "format": "date-time"},
+                ),
+                description="An agent of the conversation; the request must be a live `conference`. Anyone "
+                "with the link may join as a guest until it expires (or the conference ends).",
+            )
+        },
+        "/api/conference/join": {
+            "get": _op(
+                "What a join link leads to",
+                "conference",
+                security=PUBLIC,
+                errors=(401, 404),
+                params=[_query("t", "The link token.", required=True)],
+                result=_obj(
+                    ["request", "host"],
+                    request=_obj(
+                        ["id", "kind", "state"],
+                        id={"type": "string"},
+                        kind={"type": "string"},
+                        state={"type": "string"},
+                    ),
+                    host=_obj(["name"], name={"type": "string"}),
+                ),
+                description="The link token is the credential (401 when expired or forged).",
+            ),
+            "post": _op(
+                "Join a conference as a guest",
+                "conference",
+                security=PUBLIC,
+                errors=(400, 401, 404, 409),
+                body=_obj(["t", "name"], t={"type": "string"}, name={"type": "string", "maxLength": 80}),
+                result=_obj(
+                    ["token", "guest", "request_id", "expires_at"],
+                    token={"type": "string", "description": "A guest token for `/customer`."},
+                    guest=_obj(["id", "name"], id={"type": "string"}, name={"type": "string"}),
+                    request_id={"type": "string"},
+                    expires_at={"type": "string", "format": "date-time"},
+                ),
+                description="Exchanges a link token for a guest token; connect to `/customer` with it and "
+                "call `rtc.offer` for `request_id` (409 while the conference has not started or after "
+                "it ended).",
+            ),
+        },
         "/api/openapi.json": {
             "get": _op(
                 "This document",
@@ -481,6 +537,7 @@ def build_document(server_url: str | None = None) -> Json:
                 "articles",
                 "flows",
                 "conversations",
+                "conference",
                 "meta",
             )
         ],

@@ -75,14 +75,22 @@ class AuthService:
         await self._store.create_visitor(visitor)
         return visitor, self.visitor_token(visitor)
 
-    async def authenticate(self, token: Any, expected_kind: str | None = None) -> Principal:
+    async def authenticate(
+        self, token: Any, expected_kind: str | None = None, *, allow_guest: bool = False
+    ) -> Principal:
         """The principal a token names; ``Unauthorized`` when it is missing, forged, expired, revoked
-        (an agent's password changed since) or of the other kind."""
+        (an agent's password changed since) or of the other kind. With ``allow_guest``, a conference
+        guest token (``signaling.services.conference``) gives a ``guest`` principal instead."""
         if not isinstance(token, str) or not token:
             raise Unauthorized("a token is required")
         claims = tokens.verify_token(self._settings.secret, token, time.time())
         kind = claims.get("k")
         sub = claims.get("sub")
+        if allow_guest and kind == "guest":
+            request_id, name = claims.get("r"), claims.get("n")
+            if not isinstance(sub, str) or not isinstance(request_id, str) or not isinstance(name, str):
+                raise Unauthorized("malformed token")
+            return Principal(kind="guest", visitor=Visitor(id=sub, name=name), guest_request_id=request_id)
         if not isinstance(sub, str) or kind not in ("agent", "customer"):
             raise Unauthorized("malformed token")
         if expected_kind is not None and kind != expected_kind:

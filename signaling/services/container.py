@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 
 from signaling.services.auth import AuthService, AuthSettings
 from signaling.services.catalog import CatalogService
+from signaling.services.conference import ConferenceService, ConferenceSettings
 from signaling.services.conversations import ChatSettings, ConversationService
 from signaling.services.fanout import Fanout
 from signaling.services.metrics import HubMetrics
@@ -38,6 +39,7 @@ class Services:
         self.requests = RequestService(self.timeline, media, settings.requests)
         self.presence = PresenceService(store, fanout, self.conversations, settings.node_id)
         self.catalog = CatalogService(store)
+        self.conference = ConferenceService(self.timeline, media, ConferenceSettings(secret=settings.auth.secret))
         self.conversations.on_done.append(self.requests.end_all)
         media.set_event_sink(self.requests.on_media_event)
 

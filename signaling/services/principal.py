@@ -10,11 +10,14 @@ from signaling.domain.models import Agent, Author, Visitor
 @dataclass(slots=True)
 class Principal:
     kind: str
-    """``agent`` or ``customer``."""
+    """``agent``, ``customer`` or ``guest`` (a conference participant who joined by link: ``visitor`` holds
+    their minted id and name, never a stored visitor)."""
     agent: Agent | None = None
     visitor: Visitor | None = None
     sid: str | None = None
     """The Socket.IO session of the call, when it came over the hub."""
+    guest_request_id: str | None = None
+    """For a guest: the one conference request the guest may take part in."""
 
     @property
     def id(self) -> str:
