@@ -352,40 +352,55 @@ async def run_case(
     }
 
 
-def print_table(rows: list[dict[str, Any]]) -> None:
-    head = (
-        "mode",
-        "N",
-        "server CPU %",
-        "CPU %/stream",
-        "us/packet",
-        "pkts/s out",
-        "fps mean",
-        "fps min",
-        "streams/core@60%",
-    )
-    keys = (
-        "mode",
-        "subscribers",
-        "server_cpu_pct",
-        "cpu_pct_per_stream",
-        "us_per_packet",
-        "packets_out_per_s",
-        "delivered_fps_mean",
-        "delivered_fps_min",
-        "streams_per_core_at_60pct",
-    )
-    widths = [max(len(h), 8) for h in head]
-    print("  ".join(h.rjust(w) for h, w in zip(head, widths, strict=True)))
-    for row in rows:
-        cells = ["-" if row.get(k) is None else str(row[k]) for k in keys]
-        print("  ".join(c.rjust(w) for c, w in zip(cells, widths, strict=True)), flush=True)
+HEAD = (
+    ("mode", "mode"),
+    ("N", "subscribers"),
+    ("server CPU %", "server_cpu_pct"),
+    ("CPU %/stream", "cpu_pct_per_stream"),
+    ("us/packet", "us_per_packet"),
+    ("pkts/s out", "packets_out_per_s"),
+    ("fps mean", "delivered_fps_mean"),
+    ("fps min", "delivered_fps_min"),
+    ("streams/core@60%", "streams_per_core_at_60pct"),
+    ("kernel share", "server_kernel_share"),
+)
+WIDTHS = [max(len(h), 8) for h, _ in HEAD]
+
+
+def print_header() -> None:
+    print("  ".join(h.rjust(w) for (h, _), w in zip(HEAD, WIDTHS, strict=True)), flush=True)
+
+
+def print_row(row: dict[str, Any]) -> None:
+    cells = ["-" if row.get(k) is None else str(row[k]) for _, k in HEAD]
+    print("  ".join(c.rjust(w) for c, w in zip(cells, WIDTHS, strict=True)), flush=True)
+
+
+def marginal(rows: list[dict[str, Any]], mode: str) -> dict[str, Any] | None:
+    """Cost of the extra streams between the two largest runs of ``mode`` (fixed costs cancel out)."""
+    runs = sorted((r for r in rows if r["mode"] == mode), key=lambda r: r["subscribers"])
+    if len(runs) < 2 or runs[-1]["delivered_fps_min"] < 0.9 * FPS:
+        return None
+    small, big = runs[-2], runs[-1]
+    extra_streams = big["subscribers"] - small["subscribers"]
+    extra_cpu = (big["server_cpu_pct"] - small["server_cpu_pct"]) / 100
+    extra_packets = big["packets_out_per_s"] - small["packets_out_per_s"]
+    if extra_streams <= 0 or extra_packets <= 0 or extra_cpu <= 0:
+        return None
+    return {
+        "mode": mode,
+        "between": [small["subscribers"], big["subscribers"]],
+        "cpu_pct_per_extra_stream": round(100 * extra_cpu / extra_streams, 2),
+        "us_per_extra_packet": round(1e6 * extra_cpu / extra_packets, 1),
+        "streams_per_core_at_60pct": round(0.6 / (extra_cpu / extra_streams)),
+    }
 
 
 async def bench(
     sizes: list[int], modes: list[str], warmup: float, window: float, uvloop: bool, out: Path
 ) -> int:
     started = time.monotonic()
+    load_at_start = [round(x, 2) for x in os.getloadavg()]
     clip = encode_clip()
     sizes_kb = [len(d) for d in clip]
     print(
@@ -402,8 +417,17 @@ async def bench(
             if time.monotonic() - started + estimate > BUDGET_S:
                 skipped.append({"mode": mode, "subscribers": n, "reason": "time budget"})
                 continue
+            if not rows:
+                print_header()
             rows.append(await run_case(mode, n, clip, warmup, window, uvloop))
-            print_table(rows[-1:]) if len(rows) > 1 else print_table(rows)
+            print_row(rows[-1])
+    margins = [m for m in (marginal(rows, mode) for mode in modes) if m is not None]
+    for m in margins:
+        print(
+            f"{m['mode']}: N {m['between'][0]} -> {m['between'][1]}: {m['cpu_pct_per_extra_stream']} % CPU and "
+            f"{m['us_per_extra_packet']} us per extra stream / packet ({m['streams_per_core_at_60pct']} streams per "
+            "core at 60%)"
+        )
     result = {
         "benchmark": "media",
         "machine": {
@@ -420,7 +444,9 @@ async def bench(
             "bitrate_target": BITRATE,
             "mean_frame_bytes": round(sum(sizes_kb) / len(sizes_kb)),
         },
+        "load_average_at_start": load_at_start,
         "rows": rows,
+        "marginal": margins,
         "skipped": skipped,
         "duration_s": round(time.monotonic() - started, 1),
     }

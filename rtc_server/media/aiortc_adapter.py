@@ -40,12 +40,13 @@ import asyncio
 import logging
 import struct
 import threading
+import time
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 import aiortc
 from aioice.ice import StunProtocol
-from aiortc import RTCPeerConnection, RTCRtpReceiver, RTCRtpSender, clock
+from aiortc import RTCPeerConnection, RTCRtpReceiver, RTCRtpSender
 from aiortc.mediastreams import MediaStreamError
 from aiortc.rtcdtlstransport import State as DtlsState
 from aiortc.rtcicetransport import RTCIceTransport
@@ -224,6 +225,15 @@ def packetize_vp8(data: bytes, picture_id: int) -> list[bytes]:
     return payloads
 
 
+_NTP_EPOCH_OFFSET = 2_208_988_800  # seconds from 1900-01-01 to 1970-01-01
+
+
+def _ntp_now() -> int:
+    """The wall clock as a 64-bit NTP timestamp (what ``aiortc.clock.current_ntp_time`` returns, without
+    building datetimes)."""
+    return int((time.time() + _NTP_EPOCH_OFFSET) * 4294967296.0)
+
+
 _MID_URI = "urn:ietf:params:rtp-hdrext:sdes:mid"
 _AUDIO_LEVEL_URI = "urn:ietf:params:rtp-hdrext:ssrc-audio-level"
 _RTP_HEADER = struct.Struct("!BBHII")
@@ -306,6 +316,7 @@ class ForwardingSender:
         picture_id = random16() & 0x7FFF
         history = self._history
         pack = _RTP_HEADER.pack
+        video_extensions: bytes | None = None
         try:
             while True:
                 frame = await track.recv()
@@ -314,7 +325,9 @@ class ForwardingSender:
                 if video:
                     payloads = packetize_vp8(frame.data, picture_id)
                     picture_id = (picture_id + 1) & 0x7FFF
-                    extensions = self._extensions(None)
+                    extensions = video_extensions
+                    if extensions is None:
+                        extensions = video_extensions = self._extensions(None)
                 else:
                     payloads = [frame.data]
                     extensions = self._extensions(frame.audio_level)
@@ -334,7 +347,7 @@ class ForwardingSender:
                     octets += len(payload)
                     sequence = (sequence + 1) & 0xFFFF
                 self.packets += len(payloads)
-                sender._RTCRtpSender__ntp_timestamp = clock.current_ntp_time()  # type: ignore[attr-defined]
+                sender._RTCRtpSender__ntp_timestamp = _ntp_now()  # type: ignore[attr-defined]
                 sender._RTCRtpSender__rtp_timestamp = timestamp  # type: ignore[attr-defined]
                 sender._RTCRtpSender__octet_count += octets  # type: ignore[attr-defined]
                 sender._RTCRtpSender__packet_count += len(payloads)  # type: ignore[attr-defined]
