@@ -316,6 +316,7 @@ class ForwardingSender:
         picture_id = random16() & 0x7FFF
         history = self._history
         pack = _RTP_HEADER.pack
+        track.trim_backlog()
         video_extensions: bytes | None = None
         try:
             while True:

@@ -262,6 +262,20 @@ class ForwardedTrack(MediaStreamTrack):
             self._source = None
         self._queue.clear()
 
+    def trim_backlog(self) -> None:
+        """Drop what queued up before the sender started: video keeps its latest keyframe and what
+        follows it, audio its newest frame."""
+        queue = self._queue
+        if self.kind == "audio":
+            while len(queue) > 1:
+                queue.popleft()
+                self.stats.dropped += 1
+            return
+        last_key = max((i for i, frame in enumerate(queue) if frame.keyframe), default=0)
+        for _ in range(last_key):
+            queue.popleft()
+            self.stats.dropped += 1
+
     def request_keyframe(self) -> None:
         """The subscriber lost picture data (PLI/FIR): ask the publisher for a keyframe."""
         if self._source is not None:

@@ -48,6 +48,7 @@ from rtc_server.media.forwarding import PLI_INTERVAL_S, ForwardedTrack, TrackSou
 from rtc_server.media.sdp import (
     SdpDialect,
     SdpError,
+    ice_ufrag,
     restrict_codecs,
     rewrite_server_offer,
     strip_mdns_candidates,
@@ -224,6 +225,14 @@ class Peer:
         if self._dirty:
             self._schedule_negotiation()
         self._listener.on_peer_changed(self)
+
+    def is_new_connection(self, sdp: str) -> bool:
+        """Whether an offer comes from another client peer connection than the current one (its ICE
+        credentials differ; aiortc cannot restart ICE, so such an offer needs a new server peer)."""
+        current = self.pc.remoteDescription
+        if current is None:
+            return False
+        return ice_ufrag(sdp) != ice_ufrag(current.sdp)
 
     def _check_open(self) -> None:
         if self.closed:

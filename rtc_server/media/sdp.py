@@ -104,6 +104,14 @@ def _candidate_address(line: str) -> str:
     return parts[4].lower() if len(parts) > 4 else ""
 
 
+def ice_ufrag(sdp: str) -> str | None:
+    """The first ``a=ice-ufrag`` of a description (``None`` if it has none or is not SDP)."""
+    if not isinstance(sdp, str):
+        return None
+    match = re.search(r"^a=ice-ufrag:(\S+)", sdp, re.MULTILINE)
+    return match.group(1) if match else None
+
+
 def restrict_codecs(sdp: str) -> str:
     """Keep only the first Opus (audio sections) and the first VP8 and its RTX (video sections).
 

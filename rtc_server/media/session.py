@@ -91,9 +91,19 @@ class Session:
     # -- calls from the gateway ------------------------------------------------------------------------
 
     async def offer(self, participant: Participant, sdp: str) -> str:
-        """Apply ``participant``'s offer (creating their peer on the first one); returns the answer."""
+        """Apply ``participant``'s offer (creating their peer on the first one, replacing it when the
+        offer comes from a new client peer connection: other ICE credentials); returns the answer."""
         self._check_open()
         peer = self.peers.get(participant.key)
+        if peer is not None and not peer.closed and peer.is_new_connection(sdp):
+            # A new RTCPeerConnection on the client (page reload, reconnect): it replaces the old peer;
+            # the participant stays in the session.
+            del self.peers[participant.key]
+            if self.cobrowse is not None:
+                self.cobrowse.remove(participant)
+            await peer.close()
+            self._route()
+            peer = None
         created = peer is None or peer.closed
         if created:
             peer = Peer(participant, self.config, self, send_on_client_transceivers=self.kind != "conference")

@@ -194,3 +194,20 @@ def test_audio_sources_ignore_keyframe_requests() -> None:
     source = TrackSource("audio", "a", lambda: requests.append(1))
     source.request_keyframe()
     assert requests == []
+
+
+def test_backlog_trim_keeps_the_latest_keyframe_or_newest_audio() -> None:
+    """When a sender starts late, video restarts at its newest queued keyframe, audio at its newest frame."""
+    source = TrackSource("video", "a")
+    track = ForwardedTrack("video", max_frames=30)
+    track.attach(source)
+    for ts, key in ((0, True), (1, False), (2, True), (3, False)):
+        track.push(video(ts, key))
+    track.trim_backlog()
+    assert [f.timestamp for f in track._queue] == [2, 3]
+    voice = ForwardedTrack("audio")
+    voice.attach(TrackSource("audio", "a"))
+    for ts in range(5):
+        voice.push(audio(ts))
+    voice.trim_backlog()
+    assert [f.timestamp for f in voice._queue] == [4]

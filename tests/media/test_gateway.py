@@ -188,6 +188,26 @@ async def test_a_subscriber_that_stops_reading_does_not_slow_the_others(rig: Rig
         assert slot.track.queued <= 30
 
 
+async def test_a_new_client_peer_connection_replaces_the_old_one(rig: Rig) -> None:
+    """A participant who offers from a new RTCPeerConnection (other ICE credentials) gets a new server
+    peer: no ``participant_left``, the old server peer is closed, media flows to the new one."""
+    await rig.gateway.open_session(SessionSpec("conf", "conference"))
+    publisher = rig.client("conf", "agent", "a1")
+    publisher.send(SyntheticVideo(320, 240))
+    await publisher.connect()
+    first = rig.client("conf", "guest", "g1")
+    first.receive("video")
+    await first.connect()
+    await wait_for(lambda: any(r.frames > 3 for r in first.video_readers()), 10)
+    old_peer = rig.gateway.sessions["conf"].peers["guest:g1"]
+    second = rig.client("conf", "guest", "g1")  # same participant, new peer connection
+    second.receive("video")
+    await second.connect()
+    await wait_for(lambda: any(r.frames > 3 for r in second.video_readers()), 10)
+    assert old_peer.closed and rig.gateway.sessions["conf"].peers["guest:g1"] is not old_peer
+    assert not rig.log.of("participant_left") and not rig.log.of("closed")
+
+
 async def test_subscriber_pli_is_forwarded_to_the_publisher(rig: Rig) -> None:
     """A PLI from the agent's client reaches the customer's video sender as a keyframe request."""
     agent, customer = await start_pair(rig, "video", "av", "av")

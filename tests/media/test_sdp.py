@@ -11,6 +11,7 @@ from aiortc import RTCConfiguration, RTCPeerConnection, RTCRtpSender, RTCSession
 from rtc_server.media.sdp import (
     SdpDialect,
     SdpError,
+    ice_ufrag,
     restrict_codecs,
     rewrite_server_offer,
     strip_mdns_candidates,
@@ -130,3 +131,9 @@ async def test_server_reoffer_keeps_the_client_numbering() -> None:
         assert all(head.endswith("96 97") for head in video_heads)
     finally:
         await pc.close()
+
+
+def test_ice_ufrag() -> None:
+    """The ICE username fragment identifies the client's peer connection."""
+    assert ice_ufrag(CHROME_OFFER) == "abcd"
+    assert ice_ufrag("v=0") is None and ice_ufrag(None) is None  # type: ignore[arg-type]
