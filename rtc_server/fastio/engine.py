@@ -76,11 +76,40 @@ class FastWebSocket:
         return msg.data
 
 
+class _DirectQueue:
+    """Stands in for the ``asyncio.Queue`` of a session that writes directly (saves its memory: a queue
+    with its deques, an event and their waiters per connection). Nothing may be queued any more."""
+
+    __slots__ = ()
+
+    def empty(self) -> bool:
+        return True
+
+    def qsize(self) -> int:
+        return 0
+
+    def get_nowait(self) -> Any:
+        raise asyncio.QueueEmpty
+
+    async def join(self) -> None:
+        return None
+
+    def put_nowait(self, item: Any) -> None:
+        raise RuntimeError("this Engine.IO session writes directly to its websocket")
+
+    async def put(self, item: Any) -> None:
+        self.put_nowait(item)
+
+
+_DIRECT_QUEUE = _DirectQueue()
+
+
 class FastEngineSocket(async_socket.AsyncSocket):
     """An Engine.IO session that writes straight to its websocket once it has one."""
 
     last_ping: float | None
     connected: bool
+    queue: Any
 
     def __init__(self, server: Any, sid: str) -> None:
         super().__init__(server, sid)
@@ -190,6 +219,7 @@ class FastEngineSocket(async_socket.AsyncSocket):
             self.queue.task_done()
             if pkt is not None and pkt.packet_type != packet.NOOP:
                 self.server.writer.write(transport, frames.frame(pkt.encode()))
+        self.queue = _DIRECT_QUEUE
         self.transport = transport
 
     async def _read_loop(self, ws: FastWebSocket) -> None:
