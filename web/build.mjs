@@ -1,6 +1,7 @@
 // Builds web/dist from web/src with esbuild: the agent console (ES module + CSS + HTML), the
-// customer widget (one self-contained IIFE with its CSS inlined as text), the demo shop page and a
-// ringtone WAV generated from code. `node build.mjs --watch` rebuilds on change.
+// conference join page (the same), the customer widget (one self-contained IIFE with its CSS inlined
+// as text), the demo shop page and a ringtone WAV generated from code. `node build.mjs --watch`
+// rebuilds on change.
 import { build, context } from "esbuild";
 import { mkdir, copyFile, writeFile, rm } from "node:fs/promises";
 import { dirname, join } from "node:path";
@@ -32,6 +33,17 @@ const builds = [
     ...common,
     entryPoints: { app: join(src, "agent/app.css") },
     outdir: join(dist, "agent"),
+  },
+  {
+    ...common,
+    entryPoints: { join: join(src, "join/main.js") },
+    outdir: join(dist, "join"),
+    format: "esm",
+  },
+  {
+    ...common,
+    entryPoints: { join: join(src, "join/join.css") },
+    outdir: join(dist, "join"),
   },
   {
     ...common,
@@ -82,6 +94,8 @@ async function copyStatic() {
   await mkdir(join(dist, "demo"), { recursive: true });
   await copyFile(join(src, "agent/index.html"), join(dist, "agent/index.html"));
   await copyFile(join(src, "demo/index.html"), join(dist, "demo/index.html"));
+  await mkdir(join(dist, "join"), { recursive: true });
+  await copyFile(join(src, "join/index.html"), join(dist, "join/index.html"));
   await copyFile(join(src, "demo/demo.css"), join(dist, "demo/demo.css"));
   await copyFile(join(src, "shared/favicon.svg"), join(dist, "favicon.svg"));
   await writeFile(join(dist, "ringtone.wav"), ringtoneWav());

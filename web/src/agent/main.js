@@ -2,6 +2,7 @@
 import { session, me } from "./api.js";
 import { showLogin } from "./login.js";
 import { Console } from "./console.js";
+import { installCalls } from "./calls.js";
 
 async function boot() {
   const root = document.getElementById("root");
@@ -9,9 +10,11 @@ async function boot() {
     session.token = token;
     const app = new Console(root, { token, agent, onLogout: () => logout(app) });
     app.start();
+    installCalls(app); // calls, video, screens, conferences (./calls.js)
     window.__console = app; // handy in the browser's devtools and in tests
   };
   const logout = (app) => {
+    if (app.calls) app.calls.close();
     app.stop();
     session.token = null;
     window.__console = undefined;

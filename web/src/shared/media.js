@@ -1,0 +1,569 @@
+// Calls in the pages (call, video, desktop, show screen, conference) through the server's SFU: what each
+// side publishes and receives, the peer connection to the server (offer with `rtc.offer`, server offers
+// answered with `rtc.answer`), and the call UI shared by the console, the widget and the join page.
+//
+//   const call = new Call({hub, request, role, lang, selfName, remoteName, onHangup, extras});
+//   mount(call.el);  call.start();     // getUserMedia / getDisplayMedia, then connect
+//   call.destroy();                    // tracks stopped, peer closed, UI removed (on request end)
+import { h, icon, replace } from "./dom.js";
+import { initials } from "./render.js";
+
+/** Request kinds that are calls (handled here). */
+export const CALL_KINDS = new Set(["call", "video", "desktop", "show_screen", "conference"]);
+
+const GATHER_TIMEOUT_MS = 3000;
+
+/**
+ * What `role` ("agent" | "customer" | "guest") publishes and receives in a request of `kind`:
+ * `{send: {audio?, video?, screen?}, recv: [kinds on transceivers of its own offer], conference}`.
+ * In a conference the server adds its own transceivers for every other participant.
+ */
+export function plan(kind, role) {
+  switch (kind) {
+    case "call":
+      return { send: { audio: true }, recv: ["audio"], conference: false };
+    case "video":
+      return { send: { audio: true, video: true }, recv: ["audio", "video"], conference: false };
+    case "desktop":
+      return role === "customer" ? { send: { screen: true }, recv: [], conference: false }
+        : { send: {}, recv: ["video"], conference: false };
+    case "show_screen":
+      return role === "agent" ? { send: { screen: true }, recv: [], conference: false }
+        : { send: {}, recv: ["video"], conference: false };
+    default:
+      return { send: { audio: true, video: true }, recv: [], conference: true };
+  }
+}
+
+/** Local media for a plan: `{stream, notice}` (notice: "no_camera" | "no_devices" when it had to fall back). */
+export async function acquire(p) {
+  if (p.send.screen) {
+    // Must be the first thing a click handler does (getDisplayMedia needs the user's gesture).
+    const stream = await navigator.mediaDevices.getDisplayMedia({ video: { frameRate: 15 }, audio: false });
+    for (const track of stream.getVideoTracks()) track.contentHint = "detail";
+    return { stream, notice: null };
+  }
+  if (!p.send.audio && !p.send.video) return { stream: null, notice: null };
+  const video = p.send.video ? { width: { ideal: 640 }, height: { ideal: 480 } } : false;
+  try {
+    return { stream: await navigator.mediaDevices.getUserMedia({ audio: !!p.send.audio, video }), notice: null };
+  } catch (err) {
+    if (video && p.send.audio) {
+      try {
+        return { stream: await navigator.mediaDevices.getUserMedia({ audio: true }), notice: "no_camera" };
+      } catch {
+        // fall through: receive only
+      }
+    }
+    console.warn("no camera/microphone", err);
+    return { stream: null, notice: "no_devices" };
+  }
+}
+
+// -- the peer connection to the server ----------------------------------------------------------------
+
+/** hub -> Map(requestId -> CallPeer): one `rtc.offer` listener per hub, dispatching by request id. */
+const peersByHub = new WeakMap();
+
+function peersOf(hub) {
+  let peers = peersByHub.get(hub);
+  if (!peers) {
+    peers = new Map();
+    peersByHub.set(hub, peers);
+    hub.on("rtc.offer", (payload) => {
+      const peer = payload && peers.get(payload.request_id);
+      if (peer) peer.onServerOffer(payload);
+    });
+  }
+  return peers;
+}
+
+/** One participant's RTCPeerConnection to the server for one request. */
+export class CallPeer {
+  constructor(hub, requestId, { onTrack, onState, onStreams } = {}) {
+    this.hub = hub;
+    this.requestId = requestId;
+    this.onTrack = onTrack;
+    this.onState = onState;
+    this.onStreams = onStreams;
+    this.pc = null;
+    this.closed = false;
+    this.chain = Promise.resolve();
+  }
+
+  /** Create the connection with `stream`'s tracks as `p` says, offer, apply the answer. */
+  async connect(stream, p) {
+    let iceServers = [];
+    try {
+      const res = await this.hub.call("rtc.config", {});
+      iceServers = Array.isArray(res.ice_servers) ? res.ice_servers : [];
+    } catch (err) {
+      console.warn("rtc.config failed", err);
+    }
+    if (this.closed) return;
+    const pc = (this.pc = new RTCPeerConnection({ iceServers, bundlePolicy: "max-bundle" }));
+    peersOf(this.hub).set(this.requestId, this);
+    pc.addEventListener("track", (e) => this.onTrack && this.onTrack(e));
+    pc.addEventListener("connectionstatechange", () => this.onState && this.onState(pc.connectionState));
+    const tracks = stream ? stream.getTracks() : [];
+    for (const track of tracks) {
+      const direction = p.conference || !p.recv.includes(track.kind) ? "sendonly" : "sendrecv";
+      pc.addTransceiver(track, { direction, streams: [stream] });
+    }
+    for (const kind of p.recv) {
+      if (!tracks.some((t) => t.kind === kind)) pc.addTransceiver(kind, { direction: "recvonly" });
+    }
+    // Nothing to send nor receive on our own transceivers (a conference without devices): one section
+    // anyway, so that there is a transport for the server's senders.
+    if (!pc.getTransceivers().length) pc.addTransceiver("audio", { direction: "recvonly" });
+    await this.serial(async () => {
+      await pc.setLocalDescription(await pc.createOffer());
+      await gathered(pc);
+      if (this.closed) return;
+      const answer = await this.hub.call("rtc.offer", { request_id: this.requestId, sdp: pc.localDescription.sdp, type: "offer" }, 15000);
+      if (this.closed) return;
+      await pc.setRemoteDescription({ type: "answer", sdp: answer.sdp });
+    });
+  }
+
+  /** A server `rtc.offer` (it added or removed senders): apply and answer, one at a time. */
+  onServerOffer(payload) {
+    if (this.closed || !this.pc) return;
+    if (this.onStreams && payload.streams) this.onStreams(payload.streams);
+    const pc = this.pc;
+    this.serial(async () => {
+      if (this.closed) return;
+      if (pc.signalingState === "have-local-offer") await pc.setLocalDescription({ type: "rollback" });
+      await pc.setRemoteDescription({ type: "offer", sdp: payload.sdp });
+      await pc.setLocalDescription(await pc.createAnswer());
+      await this.hub.call("rtc.answer", { request_id: this.requestId, sdp: pc.localDescription.sdp, type: "answer" });
+      if (this.onStreams && payload.streams) this.onStreams(payload.streams, true);
+    }).catch((err) => console.warn("answering the server's offer failed", err));
+  }
+
+  serial(fn) {
+    const run = this.chain.then(fn);
+    this.chain = run.catch(() => {});
+    return run;
+  }
+
+  close() {
+    if (this.closed) return;
+    this.closed = true;
+    const peers = peersByHub.get(this.hub);
+    if (peers && peers.get(this.requestId) === this) peers.delete(this.requestId);
+    if (this.pc) this.pc.close();
+  }
+}
+
+/** Resolves once ICE gathering is complete (the protocol has no trickle ICE), or after a timeout. */
+function gathered(pc) {
+  if (pc.iceGatheringState === "complete") return Promise.resolve();
+  return new Promise((resolve) => {
+    const done = () => {
+      clearTimeout(timer);
+      pc.removeEventListener("icegatheringstatechange", check);
+      resolve();
+    };
+    const check = () => pc.iceGatheringState === "complete" && done();
+    const timer = setTimeout(done, GATHER_TIMEOUT_MS);
+    pc.addEventListener("icegatheringstatechange", check);
+  });
+}
+
+/** Inbound RTP figures of a peer connection: `{video: [{framesDecoded, frameWidth, frameHeight}], audio: [{packetsReceived}]}`. */
+export async function inboundStats(pc) {
+  const out = { video: [], audio: [] };
+  if (!pc || pc.connectionState === "closed") return out;
+  (await pc.getStats()).forEach((r) => {
+    if (r.type !== "inbound-rtp") return;
+    if (r.kind === "video") {
+      out.video.push({ mid: r.mid, framesDecoded: r.framesDecoded || 0, frameWidth: r.frameWidth || 0, frameHeight: r.frameHeight || 0 });
+    } else if (r.kind === "audio") {
+      out.audio.push({ mid: r.mid, packetsReceived: r.packetsReceived || 0 });
+    }
+  });
+  return out;
+}
+
+// -- strings of the call UI (en, fr) ----------------------------------------------------------------
+
+const STRINGS = {
+  en: {
+    call: "Call", video: "Video call", desktop: "Desktop share", show_screen: "Screen share", conference: "Conference call",
+    mute: "Mute", unmute: "Unmute", camera_off: "Camera off", camera_on: "Camera on", hangup: "Hang up", leave: "Leave",
+    connecting: "Connecting…", you: "You", share: "Share my screen", sharing: "You are sharing your screen",
+    waiting_screen: "Waiting for the shared screen…", waiting_people: "Waiting for others to join…",
+    expand: "Larger", shrink: "Smaller", no_camera: "No camera found: audio only.", no_devices: "No camera or microphone: you can only listen.",
+    share_refused: "Screen sharing was not started.", failed: "The connection failed.", ended: "The call has ended.",
+    add: "Add people", link: "Invite link", copy: "Copy", copied: "Copied", invited: "Invitation sent to {name}",
+    link_help: "Anyone with this link can join until {time}.", nobody: "No colleague of this team is available.",
+  },
+  fr: {
+    call: "Appel", video: "Appel vidéo", desktop: "Partage du bureau", show_screen: "Partage d'écran", conference: "Conférence téléphonique",
+    mute: "Couper le micro", unmute: "Activer le micro", camera_off: "Couper la caméra", camera_on: "Activer la caméra",
+    hangup: "Raccrocher", leave: "Quitter", connecting: "Connexion…", you: "Vous", share: "Partager mon écran",
+    sharing: "Vous partagez votre écran", waiting_screen: "En attente de l'écran partagé…", waiting_people: "En attente des autres participants…",
+    expand: "Agrandir", shrink: "Réduire", no_camera: "Aucune caméra : audio seulement.", no_devices: "Ni caméra ni micro : vous pouvez seulement écouter.",
+    share_refused: "Le partage d'écran n'a pas démarré.", failed: "La connexion a échoué.", ended: "L'appel est terminé.",
+    add: "Ajouter des personnes", link: "Lien d'invitation", copy: "Copier", copied: "Copié", invited: "Invitation envoyée à {name}",
+    link_help: "Toute personne ayant ce lien peut rejoindre jusqu'à {time}.", nobody: "Aucun collègue de cette équipe n'est disponible.",
+  },
+};
+
+/** The call UI's translator for `lang` ("fr", "en", ...). */
+export function callStrings(lang) {
+  const table = STRINGS[String(lang || "en").slice(0, 2)] || STRINGS.en;
+  return (key, params = {}) => (table[key] ?? STRINGS.en[key] ?? key).replace(/\{(\w+)\}/g, (m, k) => (k in params ? String(params[k]) : m));
+}
+
+// Icons the shared set lacks (24x24 strokes, like dom.js).
+const CALL_ICONS = {
+  mic: ["M9 5a3 3 0 0 1 6 0v6a3 3 0 0 1-6 0z", "M5.5 11a6.5 6.5 0 0 0 13 0", "M12 17.5V21"],
+  micOff: ["M9 5a3 3 0 0 1 6 0v6a3 3 0 0 1-6 0z", "M5.5 11a6.5 6.5 0 0 0 13 0", "M12 17.5V21", "M4 4l16 16"],
+  cameraOff: ["M2.5 7h13v10h-13z", "M15.5 10.5l6-3.5v10l-6-3.5", "M3 3l18 18"],
+  hangup: ["M3 14.5c5-5 13-5 18 0l-2.5 2.5-3.5-1.5v-2.5a9 9 0 0 0-6 0v2.5L5.5 17z"],
+  expand: ["M4 9V4h5", "M20 9V4h-5", "M4 15v5h5", "M20 15v5h-5"],
+  link: ["M10 14a4 4 0 0 0 5.7 0l3-3a4 4 0 0 0-5.7-5.7l-1 1", "M14 10a4 4 0 0 0-5.7 0l-3 3a4 4 0 0 0 5.7 5.7l1-1"],
+};
+
+/** An icon from the shared set or from the call icons. */
+export function callIcon(name, size = 20) {
+  const el = icon(CALL_ICONS[name] ? "plus" : name, size);
+  if (CALL_ICONS[name]) {
+    el.replaceChildren();
+    for (const d of CALL_ICONS[name]) {
+      const path = document.createElementNS("http://www.w3.org/2000/svg", "path");
+      path.setAttribute("d", d);
+      el.append(path);
+    }
+  }
+  return el;
+}
+
+function clock(seconds) {
+  const s = Math.max(0, Math.floor(seconds));
+  const hh = Math.floor(s / 3600);
+  const mm = String(Math.floor((s % 3600) / 60)).padStart(2, "0");
+  const ss = String(s % 60).padStart(2, "0");
+  return (hh ? hh + ":" : "") + mm + ":" + ss;
+}
+
+// -- the call ------------------------------------------------------------------------------------------
+
+/**
+ * One call in a page: local media, the peer to the server, remote tiles, controls.
+ *
+ * options: `hub`, `request` ({id, kind}), `role` ("agent" | "customer" | "guest"), `lang`, `selfName`,
+ * `remoteName` (the other side of a 1:1 call), `onHangup(call)` (what Hang up does: `request.end` or
+ * `conference.leave`; defaults by kind), `onEnded(call, reason)`, `extras(call)` (more control buttons),
+ * `autoShare` (a screen publisher whose start() runs inside a click).
+ */
+export class Call {
+  constructor(options) {
+    Object.assign(this, { lang: "en", selfName: "", remoteName: "" }, options);
+    this.id = this.request.id;
+    this.kind = this.request.kind;
+    this.plan = plan(this.kind, this.role);
+    this.s = callStrings(this.lang);
+    this.stream = null;
+    this.peer = null;
+    this.tiles = new Map(); // key -> {el, video, stream, name}
+    this.names = {}; // stream id -> {kind, id, name}
+    this.muted = false;
+    this.cameraOff = false;
+    this.state = "idle";
+    this.times = { created: performance.now() };
+    this.build();
+  }
+
+  // -- life cycle --------------------------------------------------------------------------------------
+  /** Acquire media and connect. For a screen publisher call this first thing in a click handler. */
+  async start() {
+    if (this.state !== "idle" && this.state !== "ready") return;
+    this.setState("acquiring");
+    let media;
+    try {
+      media = await acquire(this.plan);
+    } catch (err) {
+      // the screen picker was cancelled or refused
+      this.setState("ready");
+      this.notice(this.s("share_refused"));
+      if (this.onShareRefused) this.onShareRefused(this, err);
+      return;
+    }
+    if (this.state === "ended") return stopAll(media.stream);
+    this.times.media = performance.now();
+    this.stream = media.stream;
+    if (media.notice) this.notice(this.s(media.notice));
+    for (const track of this.stream ? this.stream.getTracks() : []) {
+      track.addEventListener("ended", () => this.onLocalEnded(track));
+    }
+    this.renderSelf();
+    this.setState("connecting");
+    this.peer = new CallPeer(this.hub, this.id, {
+      onTrack: (e) => this.onTrack(e),
+      onState: (state) => this.onPeerState(state),
+      onStreams: (streams, applied) => this.onStreams(streams, applied),
+    });
+    try {
+      await this.peer.connect(this.stream, this.plan);
+      this.times.answered = performance.now();
+    } catch (err) {
+      if (this.state === "ended") return;
+      console.warn("call connect failed", err);
+      this.notice(this.s("failed") + " " + (err.message || ""));
+      this.setState("failed");
+    }
+  }
+
+  /** A screen publisher waits for a click (`Share my screen`) instead of starting at once. */
+  ready() {
+    this.setState("ready");
+  }
+
+  /** Hang up (the UI's button): ends a 1:1 request, leaves a conference. */
+  async hangup() {
+    const fn = this.onHangup || ((call) => call.hub.call(call.plan.conference ? "conference.leave" : "request.end",
+      call.plan.conference ? { request_id: call.id } : { request_id: call.id, reason: "hangup" }));
+    try {
+      await fn(this);
+    } catch (err) {
+      console.warn("hang up failed", err);
+    }
+    this.destroy("hangup");
+  }
+
+  /** Stop everything (idempotent): tracks, peer, timers, the UI. */
+  destroy(reason = "ended") {
+    if (this.state === "ended") return;
+    this.setState("ended");
+    clearInterval(this.timer);
+    stopAll(this.stream);
+    if (this.peer) this.peer.close();
+    for (const tile of this.tiles.values()) tile.video.srcObject = null;
+    if (this.selfVideo) this.selfVideo.srcObject = null;
+    this.el.remove();
+    if (this.onEnded) this.onEnded(this, reason);
+  }
+
+  onLocalEnded(track) {
+    // The browser's "Stop sharing" (or an unplugged device) ends a screen share: hang up.
+    if (this.state !== "ended" && this.plan.send.screen && track.kind === "video") this.hangup();
+  }
+
+  onPeerState(state) {
+    if (state === "connected" && !this.times.connected) {
+      this.times.connected = performance.now();
+      this.startedAt = Date.now();
+      this.timer = setInterval(() => this.tick(), 1000);
+      this.tick();
+      this.setState("live");
+    } else if (state === "failed" || state === "closed") {
+      if (this.state !== "ended") {
+        this.notice(this.s(state === "failed" ? "failed" : "ended"));
+        this.setState("failed");
+        if (this.onPeerGone) this.onPeerGone(this, state);
+      }
+    }
+  }
+
+  /** Inbound figures for tests and diagnostics, plus the connection timings (ms since creation). */
+  async stats() {
+    const inbound = await inboundStats(this.peer && this.peer.pc);
+    const t0 = this.times.created;
+    const rel = (k) => (this.times[k] ? Math.round(this.times[k] - t0) : null);
+    return { ...inbound, state: this.state, times: { media: rel("media"), answered: rel("answered"),
+      connected: rel("connected"), firstFrame: rel("firstFrame") } };
+  }
+
+  // -- remote media ----------------------------------------------------------------------------------
+  onTrack(e) {
+    // A conference names each publisher by its stream id; a 1:1 call has one other side.
+    const key = this.plan.conference && e.streams[0] ? e.streams[0].id : "remote";
+    const tile = this.tile(key);
+    if (!tile.stream.getTracks().includes(e.track)) tile.stream.addTrack(e.track);
+    const refresh = () => this.renderTile(tile);
+    e.track.addEventListener("mute", refresh);
+    e.track.addEventListener("unmute", refresh);
+    e.track.addEventListener("ended", refresh);
+    if (e.streams[0]) e.streams[0].addEventListener("removetrack", refresh);
+    this.renderTile(tile);
+  }
+
+  onStreams(streams, applied) {
+    Object.assign(this.names, streams);
+    for (const [key, tile] of this.tiles) {
+      if (key === "remote") continue;
+      if (applied && !(key in streams)) {
+        // the publisher left: the server retired their senders
+        tile.video.srcObject = null;
+        tile.el.remove();
+        this.tiles.delete(key);
+      } else if (streams[key]) {
+        tile.name = streams[key].name || tile.name;
+        this.renderTile(tile);
+      }
+    }
+    this.renderHead();
+    this.renderWaiting();
+  }
+
+  tile(key) {
+    let tile = this.tiles.get(key);
+    if (tile) return tile;
+    const stream = new MediaStream();
+    const video = h("video", { autoplay: true, playsinline: true, class: "tile__video" });
+    video.srcObject = stream;
+    const avatar = h("span", { class: "tile__avatar" });
+    const label = h("figcaption", { class: "tile__name" });
+    const el = h("figure", { class: "tile", data: { key } }, video, avatar, label);
+    video.addEventListener("dblclick", () => this.toggleLarge());
+    video.addEventListener("loadeddata", () => {
+      if (!this.times.firstFrame && stream.getVideoTracks().length) this.times.firstFrame = performance.now();
+    });
+    const who = this.names[key];
+    tile = { key, el, video, stream, avatar, label, name: (who && who.name) || (key === "remote" ? this.remoteName : "") };
+    this.tiles.set(key, tile);
+    this.tilesEl.append(el);
+    video.play().catch(() => {});
+    this.renderHead();
+    this.renderWaiting();
+    return tile;
+  }
+
+  renderTile(tile) {
+    const hasVideo = tile.stream.getVideoTracks().some((t) => t.readyState === "live");
+    tile.el.classList.toggle("tile--novideo", !hasVideo);
+    tile.el.classList.toggle("tile--screen", this.kind === "desktop" || this.kind === "show_screen");
+    tile.avatar.textContent = initials(tile.name || "?");
+    tile.label.textContent = tile.name || "";
+    if (tile.video.paused) tile.video.play().catch(() => {});
+  }
+
+  // -- controls --------------------------------------------------------------------------------------
+  toggleMute() {
+    this.muted = !this.muted;
+    for (const t of this.stream ? this.stream.getAudioTracks() : []) t.enabled = !this.muted;
+    this.renderControls();
+  }
+
+  toggleCamera() {
+    this.cameraOff = !this.cameraOff;
+    for (const t of this.stream ? this.stream.getVideoTracks() : []) t.enabled = !this.cameraOff;
+    this.selfEl.classList.toggle("is-off", this.cameraOff);
+    this.renderControls();
+  }
+
+  toggleLarge() {
+    this.el.classList.toggle("call--large");
+    this.renderControls();
+  }
+
+  // -- UI ----------------------------------------------------------------------------------------------
+  build() {
+    this.titleEl = h("span", { class: "call__title" });
+    this.peopleEl = h("span", { class: "call__people" });
+    this.timerEl = h("span", { class: "call__timer", text: "" });
+    this.tilesEl = h("div", { class: "call__tiles" });
+    this.selfVideo = h("video", { autoplay: true, playsinline: true, muted: true, class: "tile__video" });
+    this.selfVideo.muted = true;
+    this.selfEl = h("figure", { class: "call__self", hidden: true }, this.selfVideo,
+      h("figcaption", { class: "tile__name", text: this.s("you") }));
+    this.noticeEl = h("div", { class: "call__notice", role: "status", hidden: true });
+    this.waitingEl = h("div", { class: "call__waiting" });
+    this.controlsEl = h("div", { class: "call__controls", role: "group", "aria-label": this.s(this.kind) });
+    this.el = h("section", { class: ["call", "call--" + this.kind, "call--" + this.role], data: { request: this.id, kind: this.kind, state: this.state },
+      "aria-label": this.s(this.kind) },
+      h("header", { class: "call__head" },
+        h("span", { class: "call__dot" }),
+        h("div", { class: "call__heading" }, this.titleEl, this.peopleEl),
+        this.timerEl),
+      h("div", { class: "call__stage" }, this.tilesEl, this.waitingEl, this.selfEl),
+      this.noticeEl,
+      this.controlsEl);
+    this.renderHead();
+    this.renderWaiting();
+    this.renderControls();
+  }
+
+  setState(state) {
+    this.state = state;
+    if (this.el) this.el.dataset.state = state;
+    this.renderWaiting();
+    this.renderControls();
+  }
+
+  tick() {
+    if (this.startedAt) this.timerEl.textContent = clock((Date.now() - this.startedAt) / 1000);
+  }
+
+  notice(text) {
+    this.noticeEl.textContent = text;
+    this.noticeEl.hidden = !text;
+  }
+
+  renderHead() {
+    this.titleEl.textContent = this.s(this.kind);
+    const names = [...this.tiles.values()].map((t) => t.name).filter(Boolean);
+    if (!names.length && this.remoteName && !this.plan.conference) names.push(this.remoteName);
+    this.peopleEl.textContent = [this.s("you"), ...names].join(", ");
+  }
+
+  renderSelf() {
+    const video = this.stream && this.stream.getVideoTracks().length ? this.stream : null;
+    this.selfEl.hidden = !video;
+    this.selfEl.classList.toggle("call__self--screen", !!this.plan.send.screen);
+    if (video) {
+      this.selfVideo.srcObject = video;
+      this.selfVideo.play().catch(() => {});
+    }
+  }
+
+  renderWaiting() {
+    if (!this.waitingEl) return;
+    let text = "";
+    if (this.state === "acquiring" || this.state === "connecting") text = this.s("connecting");
+    else if (this.state === "ready") text = "";
+    else if (this.plan.send.screen) text = this.tiles.size ? "" : this.s("sharing");
+    else if (!this.tiles.size) text = this.plan.conference ? this.s("waiting_people") : this.plan.recv.includes("video") && !this.plan.send.video ? this.s("waiting_screen") : "";
+    this.waitingEl.textContent = text;
+    this.waitingEl.hidden = !text;
+  }
+
+  renderControls() {
+    if (!this.controlsEl) return;
+    const s = this.s;
+    const hasAudio = this.plan.send.audio && this.stream && this.stream.getAudioTracks().length;
+    const hasCamera = this.plan.send.video && this.stream && this.stream.getVideoTracks().length;
+    const btn = (action, iconName, label, onClick, cls = "", pressed) => h("button", {
+      class: ["callbtn", cls], type: "button", title: label, "aria-label": label, data: { action },
+      "aria-pressed": pressed === undefined ? undefined : String(pressed), on: { click: onClick } }, callIcon(iconName, 20),
+    h("span", { class: "callbtn__label", text: label }));
+    const buttons = [];
+    if (this.state === "ready") {
+      buttons.push(btn("share", "screen", s("share"), () => this.start(), "callbtn--primary"));
+    }
+    if (this.plan.send.audio) {
+      const b = btn("mute", this.muted ? "micOff" : "mic", this.muted ? s("unmute") : s("mute"), () => this.toggleMute(),
+        this.muted ? "is-on" : "", this.muted);
+      b.disabled = !hasAudio;
+      buttons.push(b);
+    }
+    if (this.plan.send.video) {
+      const b = btn("camera", this.cameraOff ? "cameraOff" : "camera", this.cameraOff ? s("camera_on") : s("camera_off"),
+        () => this.toggleCamera(), this.cameraOff ? "is-on" : "", this.cameraOff);
+      b.disabled = !hasCamera;
+      buttons.push(b);
+    }
+    if (this.extras) buttons.push(...[].concat(this.extras(this, btn) || []));
+    buttons.push(btn("expand", "expand", this.el && this.el.classList.contains("call--large") ? s("shrink") : s("expand"),
+      () => this.toggleLarge(), "callbtn--ghost"));
+    buttons.push(btn("hangup", "hangup", this.plan.conference ? s("leave") : s("hangup"), () => this.hangup(), "callbtn--danger"));
+    replace(this.controlsEl, buttons);
+  }
+}
+
+function stopAll(stream) {
+  if (stream) for (const t of stream.getTracks()) t.stop();
+}
