@@ -71,7 +71,9 @@ class ChunkAssembler:
         )
         if not (isinstance(msg_id, str) and 0 < len(msg_id) <= MAX_ID_CHARS):
             raise self._fail("chunk id must be a string of 1-64 characters")
-        if not (_is_int(count) and 1 <= count <= MAX_PIECES and _is_int(index) and 0 <= index < count):
+        if not (isinstance(count, int) and isinstance(index, int) and _is_int(count) and _is_int(index)):
+            raise self._fail("chunk i/n must be integers")
+        if not (1 <= count <= MAX_PIECES and 0 <= index < count):
             raise self._fail("chunk i/n out of range")
         if not isinstance(piece, str):
             raise self._fail("chunk d must be a string")

@@ -349,7 +349,11 @@ class Peer:
         try:
             transceiver = next(t for t in self.pc.getTransceivers() if t.receiver.track is track)
             kind = transceiver.kind
-            opus = [c.payloadType for c in transceiver._codecs if c.mimeType.lower() == "audio/opus"]
+            opus = [
+                c.payloadType
+                for c in transceiver._codecs
+                if c.mimeType.lower() == "audio/opus" and c.payloadType is not None
+            ]
             source = TrackSource(kind, self.participant.key, pli_interval=self.config.pli_interval)
             tap = ReceiverTap(transceiver.receiver, kind, source.deliver, audio_payload_types=opus)
             source.set_keyframe_requester(tap.request_keyframe)

@@ -221,12 +221,12 @@ class Session:
             for src, pub in wanted.items():
                 if src in attached:
                     continue
-                slot = None if self.kind == "conference" else sub.free_slot(src.kind)
-                if slot is None:
+                free = None if self.kind == "conference" else sub.free_slot(src.kind)
+                if free is None:
                     if sub.negotiating:
                         continue  # routed again once its negotiation is done
-                    slot = sub.add_slot(src.kind, stream_id_for(pub.participant))
-                slot.track.attach(src)
+                    free = sub.add_slot(src.kind, stream_id_for(pub.participant))
+                free.track.attach(src)
 
     # -- PeerListener ----------------------------------------------------------------------------------------------
 
