@@ -91,6 +91,9 @@ class CobrowseRelay:
 
     def add(self, participant: Participant, channel: RTCDataChannel) -> None:
         """Relay ``channel`` (labelled ``cobrowse``) of ``participant``."""
+        if participant.kind not in ("customer", "agent"):
+            log.info("co-browse channel of %s ignored: only customers and agents take part", participant.key)
+            return
         endpoint = _Endpoint(participant, channel)
         group = self._customers if participant.kind == "customer" else self._agents
         group[participant.key] = endpoint
@@ -103,7 +106,7 @@ class CobrowseRelay:
 
         channel.on("message", on_message)
         channel.on("close", on_close)
-        if participant.kind != "customer":
+        if participant.kind == "agent":
             self._request_snapshot(endpoint)
 
     def remove(self, participant: Participant) -> None:

@@ -40,7 +40,7 @@ from aiortc import (
     RTCRtpTransceiver,
     RTCSessionDescription,
 )
-from aiortc.exceptions import InvalidAccessError, InvalidStateError, OperationError
+from aiortc.exceptions import InvalidStateError
 from aiortc.sdp import SessionDescription
 
 from rtc_server.media.aiortc_adapter import ReceiverTap, feed_sender, restrict_host_addresses
@@ -193,7 +193,7 @@ class Peer:
                 await self.pc.setRemoteDescription(RTCSessionDescription(cleaned, "offer"))
             except InvalidStateError as exc:
                 raise Conflict(str(exc)) from exc
-            except (OperationError, InvalidAccessError, ValueError) as exc:
+            except Exception as exc:  # OperationError, ValueError, ... from a description aiortc refuses
                 raise Invalid(f"unusable offer: {exc}", field="sdp") from exc
             self._adopt_transceivers()
             answer = await self.pc.createAnswer()
@@ -219,7 +219,7 @@ class Peer:
                 await self.pc.setRemoteDescription(RTCSessionDescription(cleaned, "answer"))
             except InvalidStateError as exc:
                 raise Conflict(str(exc)) from exc
-            except (OperationError, InvalidAccessError, ValueError) as exc:
+            except Exception as exc:  # OperationError, ValueError, ... from a description aiortc refuses
                 raise Invalid(f"unusable answer: {exc}", field="sdp") from exc
             self._refresh_directions()
         if self._dirty:

@@ -251,8 +251,9 @@ async def test_a_dropped_peer_closes_a_one_to_one_session(rig: Rig) -> None:
 
 
 async def test_client_offer_during_a_server_offer_is_refused_as_glare(rig: Rig) -> None:
-    """Glare: while a server offer is outstanding the client's offer gets ``conflict``/``glare``;
-    after answering the server's offer the client's offer is accepted."""
+    """Glare: while a server offer is outstanding the client's offer gets ``conflict``/``glare``; an
+    unusable answer is ``invalid`` and leaves the offer outstanding; after answering the server's offer
+    the client's offer is accepted."""
     await rig.gateway.open_session(SessionSpec("r1", "show_screen"))
     agent, customer = rig.client("r1", "agent", "a1"), rig.client("r1", "customer", "c1")
     rig.log.auto_answer = False
@@ -265,6 +266,9 @@ async def test_client_offer_during_a_server_offer_is_refused_as_glare(rig: Rig) 
     with pytest.raises(Conflict) as refused:
         await rig.gateway.offer("r1", customer.participant, offer.sdp, "offer")
     assert refused.value.details["reason"] == "glare"
+    bogus = rig.log.of("offer")[0].data["sdp"]  # an offer is not a valid answer (setup:actpass)
+    with pytest.raises(Invalid):
+        await rig.gateway.answer("r1", customer.participant, bogus, "answer")
     await customer.on_server_offer(rig.log.of("offer")[0].data)
     customer.send(SyntheticAudio())
     await customer.connect()
