@@ -11,7 +11,9 @@ Negotiation rules:
 - When the server needs a sender the client did not offer (a conference participant joins, an agent
   who offered nothing receives a screen), it adds a ``sendonly`` transceiver whose ``msid`` stream id
   names the publisher (:func:`stream_id_for`) and sends an offer (the ``offer`` media event, delivered
-  as ``rtc.offer``). When that publisher goes, the transceiver becomes ``inactive`` (another offer).
+  as ``rtc.offer``). When that publisher goes, the transceiver becomes ``inactive`` (another offer);
+  the next publisher of that kind takes it back (``sendonly`` again, with its own ``msid``), so a long
+  conference does not grow its SDP with every arrival.
 - Server offers are coalesced, never sent before the peer is connected (so the client has applied
   the server's first answer), nor within ``offer_delay`` seconds of the server's last answer (so the
   answer's ack is on the wire first), nor while another server offer is outstanding.
@@ -119,7 +121,7 @@ class Slot:
     usable: bool = True
     """The client receives on it (its direction lets the server send)."""
     retired: bool = False
-    """Made ``inactive`` after its publisher left; never reused."""
+    """Made ``inactive`` after its publisher left (until :meth:`Peer.add_slot` brings it back)."""
 
     @property
     def free(self) -> bool:
@@ -280,7 +282,23 @@ class Peer:
     # -- server-initiated renegotiation ---------------------------------------------------------------
 
     def add_slot(self, kind: str, stream_id: str) -> Slot:
-        """A new ``sendonly`` sender for one publisher's track (announced by the next server offer)."""
+        """A ``sendonly`` sender for one publisher's track, announced by the next server offer: a
+        retired one of that kind brought back (its m-section is reused, so a long conference does not
+        grow its SDP with every arrival), else a new transceiver."""
+        for slot in self.slots:
+            if (
+                slot.dedicated
+                and slot.retired
+                and slot.kind == kind
+                and slot.transceiver.currentDirection == "inactive"
+                and slot.track.readyState == "live"
+            ):
+                slot.retired = False
+                slot.stream_id = stream_id
+                slot.transceiver.direction = "sendonly"
+                slot.transceiver.sender._stream_id = stream_id
+                self._schedule_negotiation()
+                return slot
         transceiver = self.pc.addTransceiver(kind, direction="sendonly")
         _prefer_forwarded_codecs(transceiver)
         transceiver.sender._stream_id = stream_id

@@ -208,6 +208,29 @@ async def test_a_new_client_peer_connection_replaces_the_old_one(rig: Rig) -> No
     assert not rig.log.of("participant_left") and not rig.log.of("closed")
 
 
+async def test_a_left_publishers_transceiver_is_reused_for_the_next_one(rig: Rig) -> None:
+    """Conference churn: after a publisher leaves, the subscriber's transceiver for it goes inactive;
+    the next publisher's video takes it back (no new m-section) and reaches the subscriber."""
+    await rig.gateway.open_session(SessionSpec("conf", "conference"))
+    watcher = rig.client("conf", "agent", "a1")
+    watcher.receive("video")
+    await watcher.connect()
+    first = rig.client("conf", "guest", "g1")
+    first.publish(SyntheticVideo(320, 240))
+    await first.connect()
+    await wait_for(lambda: any(r.sizes == {(320, 240)} for r in watcher.video_readers()), 10)
+    answered = watcher.offers_answered
+    await rig.gateway.leave("conf", first.participant)
+    await wait_for(lambda: watcher.offers_answered > answered, 10)
+    transceivers = len(watcher.pc.getTransceivers())
+    second = rig.client("conf", "guest", "g2")
+    second.publish(SyntheticVideo(256, 192))
+    await second.connect()
+    await wait_for(lambda: any((256, 192) in r.sizes for r in watcher.video_readers()), 10)
+    assert len(watcher.pc.getTransceivers()) == transceivers
+    assert "guest-g2" in watcher.stream_ids
+
+
 async def test_subscriber_pli_is_forwarded_to_the_publisher(rig: Rig) -> None:
     """A PLI from the agent's client reaches the customer's video sender as a keyframe request."""
     agent, customer = await start_pair(rig, "video", "av", "av")
