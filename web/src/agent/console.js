@@ -7,6 +7,7 @@ import { ConversationModel, isLive } from "../shared/timeline.js";
 import { initials } from "../shared/render.js";
 import { ConversationList, SECTIONS, inSection } from "./list.js";
 import { ConversationPane } from "./conversation.js";
+import { CobrowseConsole } from "./cobrowse.js";
 import { Notifier } from "./notify.js";
 import { ProfileView } from "./profile.js";
 import { toast } from "./ui.js";
@@ -44,6 +45,7 @@ export class Console {
   stop() {
     document.removeEventListener("visibilitychange", this.onVisibility);
     this.notifier.stopAll();
+    this.cobrowse.close();
     this.hub.close();
   }
 
@@ -314,6 +316,7 @@ export class Console {
     this.convSlot = h("section", { class: "conv-slot" }, emptyConversation());
     this.profile = new ProfileView(this);
     this.cobrowseView = h("div", { class: "view view--cobrowse" });
+    this.cobrowse = new CobrowseConsole(this); // the view's content, the live replays (./cobrowse.js)
     this.views = {
       livechat: h("div", { class: "view view--livechat" }, this.list.el, this.convSlot),
       profile: this.profile.el,
@@ -364,17 +367,7 @@ export class Console {
   }
 
   renderCobrowseView() {
-    const sessions = [...this.requests.values()].filter((r) => r.kind === "cobrowse" && isLive(r));
-    replace(this.cobrowseView, h("div", { class: "page" },
-      h("h1", { text: "Co-Browsing" }),
-      sessions.length === 0
-        ? h("p", { class: "muted", text: "No co-browsing session right now. Ask a customer with “Ask for Co-Browsing” in a conversation." })
-        : h("ul", { class: "cards" }, sessions.map((r) => {
-          const conv = this.convs.get(r.conversation_id) || { id: r.conversation_id };
-          return h("li", { class: "card card--click", on: { click: () => this.openConversation(conv.id) } },
-            h("strong", { text: this.visitorName(conv) }),
-            h("span", { class: "state state--" + r.state, text: this.t("state." + r.state) }));
-        }))));
+    this.cobrowse.render();
   }
 
   showStatus({ online, reconnect }) {

@@ -3,6 +3,7 @@
 import { Widget } from "./widget.js";
 import widgetCss from "./widget.css";
 import messagesCss from "../shared/messages.css";
+import "./cobrowse.js"; // registers requestHandlers.cobrowse
 import "./calls.js"; // registers requestHandlers for call, video, desktop, show_screen, conference
 
 (function boot() {
