@@ -25,7 +25,7 @@ class Plan:
 
     pairs: int = 100
     closed_s: float = 2.0
-    rates: tuple[int, ...] = (1000, 2000, 3000, 4000)
+    rates: tuple[int, ...] = (500, 1000, 2000, 3000, 4000)
     rate_s: float = 1.5
     drain_s: float = 2.0
     fan_agents: int = 100
