@@ -90,12 +90,12 @@ PAGE_TEXT = """() => {
   return parts.join('\\n');
 }"""
 
-#: Resolves with Date.now() once the shown replay iframe's body contains the marker text.
+#: Resolves with Date.now() once the shown replay iframe's #cb-status holds the marker text.
 WAIT_REPLAY_TEXT = """marker => new Promise(resolve => {
   const tick = () => {
     const frame = document.querySelector('.cbs:not([hidden]) iframe');
-    const doc = frame && frame.contentDocument;
-    if (doc && doc.body && doc.body.textContent.includes(marker)) { clearInterval(timer); resolve(Date.now()); }
+    const status = frame && frame.contentDocument && frame.contentDocument.getElementById('cb-status');
+    if (status && status.textContent === marker) { clearInterval(timer); resolve(Date.now()); }
   };
   const timer = setInterval(tick, 2);
 })"""
@@ -253,6 +253,19 @@ async def test_cobrowse_live_masked_pointer_late_agent_and_stop(
         await alice.screenshot(path=str(SCREENSHOTS / "cobrowse.png"))
         await customer.screenshot(path=str(SCREENSHOTS / "cobrowse-customer.png"))
 
+    # A change larger than a data channel message (262,144 bytes) travels in chunk envelopes.
+    await customer.evaluate(
+        """() => { const frag = document.createDocumentFragment();
+                   for (let i = 0; i < 600; i++) {
+                     const li = document.createElement('li'); li.textContent = 'bulk line ' + i + ' ' + 'x'.repeat(600);
+                     frag.append(li); }
+                   document.getElementById('cb-cart').append(frag); }"""
+    )
+    await alice.wait_for_function(
+        "() => document.querySelector('.cbs iframe').contentDocument.body.textContent.includes('bulk line 599')"
+    )
+    assert any('"t":"chunk"' in text for kind, text in tap.frames if kind == "customer")
+
     # A second agent opens the session late and gets a full snapshot of the page as it is now.
     bctx, bob, bwatch = await new_page(browser)
     await bctx.add_init_script(TRACK_PEERS)
@@ -267,6 +280,7 @@ async def test_cobrowse_live_masked_pointer_late_agent_and_stop(
         " && f.contentDocument.body.textContent.includes('marker-4'); }"
     )
     late = await measure_change(bob, customer, "after-bob")
+    print(f"co-browse latency ms, late agent: {late}")
     assert late < 1000
     await alice.wait_for_function(
         "() => document.querySelector('.cbs iframe').contentDocument.body.textContent.includes('after-bob')"

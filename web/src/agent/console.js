@@ -3,7 +3,7 @@
 import { h, icon, replace, debounce } from "../shared/dom.js";
 import { Hub } from "../shared/hub.js";
 import { translator } from "../shared/i18n.js";
-import { ConversationModel, isLive } from "../shared/timeline.js";
+import { ConversationModel } from "../shared/timeline.js";
 import { initials } from "../shared/render.js";
 import { ConversationList, SECTIONS, inSection } from "./list.js";
 import { ConversationPane } from "./conversation.js";
