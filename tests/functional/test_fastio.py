@@ -7,10 +7,13 @@ from __future__ import annotations
 import asyncio
 import json
 import struct
+from typing import Any
 
+import aiohttp
+from aiohttp import web
 from socketio.packet import ACK, EVENT, Packet
 
-from rtc_server.fastio import frames
+from rtc_server.fastio import FastAsyncServer, frames
 from rtc_server.fastio.packet import FastPacket
 from tests.conftest import Client, Hub, RunningServer
 
@@ -121,3 +124,63 @@ async def test_websocket_clients_chat_and_disconnect(hub: Hub, server: RunningSe
     await agent.events.wait(
         "conversation.new", lambda d: d["conversation"]["id"] == started["conversation"]["id"]
     )
+
+
+async def _raw_session(url: str, http: aiohttp.ClientSession) -> tuple[aiohttp.ClientWebSocketResponse, str]:
+    ws = await http.ws_connect(url + "/socket.io/?EIO=4&transport=websocket")
+    opened = await ws.receive_str()
+    assert opened.startswith("0")
+    return ws, json.loads(opened[1:])["sid"]
+
+
+async def test_silent_client_is_dropped_and_server_disconnect_closes_the_socket() -> None:
+    """A websocket client that never answers pings is disconnected by the ping monitor, its TCP connection
+    closed; a client disconnected by the server gets the CLOSE packet and then the end of the stream."""
+    sio = FastAsyncServer(
+        async_mode="aiohttp", ping_interval=0.2, ping_timeout=0.3, logger=False, engineio_logger=False
+    )
+    gone: list[str] = []
+
+    @sio.on("disconnect")
+    async def on_disconnect(sid: str, reason: Any = None) -> None:
+        gone.append(sid)
+
+    app = web.Application()
+    sio.attach(app)
+    runner = web.AppRunner(app, handle_signals=False)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    url = f"http://127.0.0.1:{site._server.sockets[0].getsockname()[1]}"  # type: ignore[union-attr]
+    try:
+        async with aiohttp.ClientSession() as http:
+            silent, _ = await _raw_session(url, http)
+            await silent.send_str("40")
+            assert (await silent.receive_str()).startswith("40")
+            seen = []
+            async with asyncio.timeout(5):
+                while True:
+                    msg = await silent.receive()
+                    if msg.type != aiohttp.WSMsgType.TEXT:
+                        break
+                    seen.append(msg.data)
+            assert "2" in seen  # it was pinged, did not answer, and the server hung up
+            assert gone, "the disconnect handler ran"
+
+            polite, eio_sid = await _raw_session(url, http)
+            await polite.send_str("40")
+            connected = await polite.receive_str()
+            sid = json.loads(connected[2:])["sid"]
+            await sio.disconnect(sid)
+            frames_seen = []
+            async with asyncio.timeout(5):
+                while True:
+                    msg = await polite.receive()
+                    if msg.type != aiohttp.WSMsgType.TEXT:
+                        break
+                    frames_seen.append(msg.data)
+            assert "41" in frames_seen  # Socket.IO DISCONNECT for the namespace
+            assert eio_sid not in sio.eio.sockets or sio.eio.sockets[eio_sid].closed
+    finally:
+        await sio.shutdown()
+        await runner.cleanup()
