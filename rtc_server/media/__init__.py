@@ -31,7 +31,9 @@ What a browser client does (through the hub's ``rtc.offer`` / ``rtc.answer`` eve
    - ``conference``: ``sendrecv`` (or ``sendonly``) audio and video for one's own media; the server
      only receives on them and sends every other participant's tracks on transceivers it adds.
    - ``cobrowse``: ``createDataChannel("cobrowse")`` (ordered, reliable), no media; see
-     :mod:`~rtc_server.media.cobrowse` for the messages.
+     :mod:`~rtc_server.media.cobrowse` for the messages and :mod:`~rtc_server.media.chunks` for the
+     chunk envelope (and its optional gzip encoding; an agent announces ``{"t": "hello", "enc":
+     ["gzip"]}`` when its channel opens to receive large events compressed).
 
    A client that did not offer a transceiver the server needs (an agent who offered nothing to
    receive a screen, every conference participant) gets it through renegotiation.

@@ -5,8 +5,8 @@ reliable: the defaults) on its peer connection before making its offer. All mess
 
 Customer -> server -> every agent:
     one rrweb event per message (``{"type": 2, "data": {...}, "timestamp": ...}``), as emitted by
-    ``@rrweb/record``; a message larger than 262,144 bytes travels in chunk envelopes
-    (:mod:`rtc_server.media.chunks`). The server checks each event against the session's masking
+    ``@rrweb/record``; a message larger than 262,144 bytes travels in chunk envelopes, gzip-encoded
+    or not (:mod:`rtc_server.media.chunks`; compressing anything above 32 KB is recommended). The server checks each event against the session's masking
     policy (:mod:`rtc_server.media.masking`), drops what is not an rrweb event, and relays the rest
     in order to every agent's channel (chunked again when needed). An unchanged event is relayed
     byte for byte.
@@ -16,6 +16,8 @@ Agent -> server -> customer:
     ``{"t": "highlight", ...}`` (an element or rectangle to highlight), ``{"t": "clear"}`` and
     ``{"t": "snapshot_request"}`` (take a fresh full snapshot: ``record.takeFullSnapshot(true)``).
     Messages of other types, or larger than 8 KB, are dropped; the server adds ``"from": <agent id>``.
+    ``{"t": "hello", "enc": ["gzip"]}`` (sent once, when the channel opens) is for the server: large
+    events then reach this agent gzip-encoded.
 
 Server -> customer, on its own:
     ``{"t": "snapshot_request"}`` when an agent needs a full snapshot (it joined late, or its channel
@@ -36,7 +38,7 @@ from typing import Any
 
 from aiortc import RTCDataChannel
 
-from rtc_server.media.chunks import ChunkAssembler, ChunkError, ChunkWriter, is_chunk
+from rtc_server.media.chunks import GZIP, ChunkAssembler, ChunkError, ChunkWriter, is_chunk
 from rtc_server.media.masking import FULL_SNAPSHOT, META, MaskingPolicy, RrwebScrubber
 from signaling.services.ports import Participant
 
@@ -59,6 +61,8 @@ class _Endpoint:
     synced: bool = False
     """Agent: has received a full snapshot since it joined or last fell behind."""
     snapshot_requested: bool = False
+    gzip: bool = False
+    """Agent: announced ``{"t": "hello", "enc": ["gzip"]}``: large messages go compressed."""
 
 
 @dataclass(slots=True)
@@ -174,7 +178,7 @@ class CobrowseRelay:
 
     def _relay(self, text: str, event_type: int) -> None:
         starts_snapshot = event_type in (META, FULL_SNAPSHOT)
-        messages: list[str] | None = None
+        encoded: dict[bool, list[str]] = {}
         delivered_snapshot = False
         for agent in list(self._agents.values()):
             channel = agent.channel
@@ -189,8 +193,9 @@ class CobrowseRelay:
                 agent.synced = False
                 self._request_snapshot(agent)
                 continue
+            messages = encoded.get(agent.gzip)
             if messages is None:
-                messages = list(self._writer.messages(text))
+                messages = encoded[agent.gzip] = list(self._writer.messages(text, compress=agent.gzip))
             if self._send(agent, messages):
                 self.stats.events_relayed += 1
                 delivered_snapshot |= event_type == FULL_SNAPSHOT
@@ -206,7 +211,13 @@ class CobrowseRelay:
             message = json.loads(text)
         except ValueError:
             return
-        if not isinstance(message, dict) or message.get("t") not in AGENT_MESSAGE_TYPES:
+        if not isinstance(message, dict):
+            return
+        if message.get("t") == "hello":
+            encodings = message.get("enc")
+            endpoint.gzip = isinstance(encodings, list) and GZIP in encodings
+            return
+        if message.get("t") not in AGENT_MESSAGE_TYPES:
             return
         self.stats.agent_messages += 1
         message["from"] = endpoint.participant.id

@@ -110,3 +110,36 @@ def test_reassembled_size_is_capped() -> None:
     assembler.feed({"t": "chunk", "id": "a", "i": 0, "n": 3, "d": "x" * 6})
     with pytest.raises(ChunkError):
         assembler.feed({"t": "chunk", "id": "a", "i": 1, "n": 3, "d": "x" * 6})
+
+
+def test_gzip_messages_round_trip_and_are_small() -> None:
+    """A compressed message (``"enc": "gzip"`` on its first envelope) reassembles to the exact text and
+    costs a fraction of the plain envelopes."""
+    text = json.dumps({"type": 2, "data": ["lorem ipsum dolor sit amet"] * 30_000})
+    writer = ChunkWriter()
+    packed = list(writer.messages(text, compress=True))
+    plain = list(writer.messages(text))
+    assert json.loads(packed[0])["enc"] == "gzip"
+    assert sum(map(len, packed)) * 10 < sum(map(len, plain))
+    assert reassemble(packed) == text
+    small = '{"type":3}'
+    assert list(writer.messages(small, compress=True)) == [small]  # not worth compressing
+
+
+def test_gzip_bombs_and_garbage_are_refused() -> None:
+    """Inflated size is capped; bad base64, bad gzip and unknown encodings raise ChunkError."""
+    import base64
+    import gzip
+
+    bomb = base64.b64encode(gzip.compress(b"[" + b"0," * 1_000_000 + b"0]")).decode()
+    with pytest.raises(ChunkError):
+        ChunkAssembler(max_bytes=100_000).feed(
+            {"t": "chunk", "id": "b", "i": 0, "n": 1, "enc": "gzip", "d": bomb}
+        )
+    for envelope in (
+        {"t": "chunk", "id": "g", "i": 0, "n": 1, "enc": "gzip", "d": "not base64!"},
+        {"t": "chunk", "id": "g", "i": 0, "n": 1, "enc": "gzip", "d": base64.b64encode(b"plain").decode()},
+        {"t": "chunk", "id": "g", "i": 0, "n": 1, "enc": "br", "d": ""},
+    ):
+        with pytest.raises(ChunkError):
+            ChunkAssembler().feed(envelope)

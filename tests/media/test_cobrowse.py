@@ -5,6 +5,8 @@ for a snapshot, ``active`` on the first relayed full snapshot, and exception-saf
 from __future__ import annotations
 
 import asyncio
+import base64
+import gzip as gzip_module
 import json
 from dataclasses import dataclass, field
 from typing import Any
@@ -29,8 +31,17 @@ class Endpoint:
     raw_sizes: list[int] = field(default_factory=list)
     assembler: ChunkAssembler = field(default_factory=ChunkAssembler)
 
-    def send(self, message: Any) -> None:
+    def send(self, message: Any, gzip: bool = False) -> None:
         text = json.dumps(message)
+        if gzip:  # what a widget using CompressionStream("gzip") sends
+            packed = base64.b64encode(gzip_module.compress(text.encode())).decode()
+            pieces = [packed[i : i + 200_000] for i in range(0, len(packed), 200_000)]
+            for index, piece in enumerate(pieces):
+                envelope = {"t": "chunk", "id": "z1", "i": index, "n": len(pieces), "d": piece}
+                if index == 0:
+                    envelope["enc"] = "gzip"
+                self.channel.send(json.dumps(envelope))
+            return
         if len(text.encode()) <= MAX_MESSAGE_BYTES:
             self.channel.send(text)
             return
@@ -97,20 +108,39 @@ async def test_customer_events_reach_every_agent_masked(rig: Rig) -> None:
 
 
 async def test_large_snapshots_are_chunked_both_ways(rig: Rig) -> None:
-    """A 700 KB snapshot sent in chunk envelopes arrives whole (and scrubbed) at the agent, which
+    """A 300 KB snapshot sent in chunk envelopes arrives whole (and scrubbed) at the agent, which
     received it as several messages each under 262,144 bytes."""
     await rig.gateway.open_session(SessionSpec("cb", "cobrowse", POLICY))
     customer = await join(rig, "customer", "c1")
     agent = await join(rig, "agent", "a1")
-    big = checkout_snapshot(filler=5000)
-    assert len(json.dumps(big)) > 600_000
+    big = checkout_snapshot(filler=2200)
+    assert len(json.dumps(big)) > 300_000
     customer.send(meta())
     customer.send(big)
     await wait_for(lambda: len(agent.events()) == 2, 15)
     snapshot = agent.events()[1]
     assert find(snapshot["data"]["node"], 10)["attributes"]["value"] == "**** **** **** ****"
-    assert find(snapshot["data"]["node"], 1001 + 2 * 4999) is not None
-    assert max(agent.raw_sizes) <= MAX_MESSAGE_BYTES and len(agent.raw_sizes) > 3
+    assert find(snapshot["data"]["node"], 1001 + 2 * 2199) is not None
+    assert max(agent.raw_sizes) <= MAX_MESSAGE_BYTES and len(agent.raw_sizes) >= 3
+
+
+async def test_gzip_both_ways(rig: Rig) -> None:
+    """A gzip-encoded 300 KB snapshot from the customer is inflated, scrubbed and relayed: compressed
+    to the agent that announced gzip (a fraction of the bytes), plain chunks to the one that did not."""
+    await rig.gateway.open_session(SessionSpec("cb", "cobrowse", POLICY))
+    customer = await join(rig, "customer", "c1")
+    zipped, plain = await join(rig, "agent", "a1"), await join(rig, "agent", "a2")
+    zipped.send({"t": "hello", "enc": ["gzip"]})
+    await wait_for(lambda: len(customer.controls("snapshot_request")) >= 1, 5)
+    await asyncio.sleep(0.2)
+    big = checkout_snapshot(filler=2200)
+    customer.send(meta())
+    customer.send(big, gzip=True)
+    await wait_for(lambda: len(zipped.events()) == 2 and len(plain.events()) == 2, 15)
+    for agent in (zipped, plain):
+        snapshot = agent.events()[1]
+        assert find(snapshot["data"]["node"], 10)["attributes"]["value"] == "**** **** **** ****"
+    assert sum(zipped.raw_sizes) * 5 < sum(plain.raw_sizes)
 
 
 async def test_agent_pointer_reaches_the_customer_and_unknown_messages_do_not(rig: Rig) -> None:
