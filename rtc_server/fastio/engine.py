@@ -94,6 +94,9 @@ class _DirectQueue:
     async def join(self) -> None:
         return None
 
+    def task_done(self) -> None:
+        return None
+
     def put_nowait(self, item: Any) -> None:
         raise RuntimeError("this Engine.IO session writes directly to its websocket")
 
@@ -219,8 +222,13 @@ class FastEngineSocket(async_socket.AsyncSocket):
             self.queue.task_done()
             if pkt is not None and pkt.packet_type != packet.NOOP:
                 self.server.writer.write(transport, frames.frame(pkt.encode()))
-        self.queue = _DIRECT_QUEUE
+        if transport is None:  # the connection is already gone: the reader loop ends at once
+            return
+        old_queue, self.queue = self.queue, _DIRECT_QUEUE
         self.transport = transport
+        # A long-poll request still waiting on the old queue (a client that upgraded without letting its
+        # last poll return) gets a NOOP and ends, instead of timing out and closing the session.
+        old_queue.put_nowait(packet.Packet(packet.NOOP))
 
     async def _read_loop(self, ws: FastWebSocket) -> None:
         receive = ws.sock.receive

@@ -10,6 +10,7 @@ import struct
 from typing import Any
 
 import aiohttp
+import socketio
 from aiohttp import web
 from socketio.packet import ACK, EVENT, Packet
 
@@ -182,5 +183,41 @@ async def test_silent_client_is_dropped_and_server_disconnect_closes_the_socket(
             assert "41" in frames_seen  # Socket.IO DISCONNECT for the namespace
             assert eio_sid not in sio.eio.sockets or sio.eio.sockets[eio_sid].closed
     finally:
+        await sio.shutdown()
+        await runner.cleanup()
+
+
+async def test_upgraded_session_outlives_many_ping_cycles() -> None:
+    """A client that starts on polling and upgrades to websocket keeps its session through many short
+    ping cycles (no long-poll left hanging, pongs handled on the direct path) and still gets acks."""
+    sio = FastAsyncServer(
+        async_mode="aiohttp", ping_interval=0.2, ping_timeout=0.4, logger=False, engineio_logger=False
+    )
+
+    @sio.on("echo")
+    async def echo(sid: str, data: Any) -> Any:
+        return {"echo": data}
+
+    app = web.Application()
+    sio.attach(app)
+    runner = web.AppRunner(app, handle_signals=False)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    url = f"http://127.0.0.1:{site._server.sockets[0].getsockname()[1]}"  # type: ignore[union-attr]
+    client = socketio.AsyncClient(reconnection=False)
+    try:
+        await client.connect(url, transports=["polling", "websocket"], wait_timeout=5)
+        for _ in range(50):
+            if client.transport() == "websocket":
+                break
+            await asyncio.sleep(0.05)
+        assert client.transport() == "websocket"
+        sid = client.get_sid()
+        await asyncio.sleep(2.0)  # ten ping intervals
+        assert client.connected and client.get_sid() == sid
+        assert await client.call("echo", [1, "é"], timeout=5) == {"echo": [1, "é"]}
+    finally:
+        await client.disconnect()
         await sio.shutdown()
         await runner.cleanup()
