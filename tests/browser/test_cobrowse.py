@@ -23,7 +23,7 @@ from playwright.async_api import Browser, Page
 
 from rtc_server.app import MEDIA
 from rtc_server.media.cobrowse import CobrowseRelay
-from tests.browser.conftest import SCREENSHOTS, agent_login, new_page, screenshots_wanted
+from tests.browser.conftest import PASSWORD, SCREENSHOTS, new_page, screenshots_wanted
 from tests.conftest import RunningServer
 
 pytestmark = pytest.mark.browser
@@ -132,6 +132,26 @@ class FrameTap:
         return "\n".join(text for kind, text in self.frames if kind == "customer")
 
 
+async def poll(page: Page, predicate: str, arg: Any = None, timeout: float = 8.0) -> None:
+    """Wait until ``predicate`` (a JS function) is truthy in ``page``. Evaluated by ``page.evaluate``,
+    which the pages' Content-Security-Policy (no ``unsafe-eval``) never refuses."""
+    check = f"arg => !!({predicate})(arg)"
+    async with asyncio.timeout(timeout):
+        while not await page.evaluate(check, arg):
+            await asyncio.sleep(0.02)
+
+
+async def login(page: Page, base_url: str, email: str) -> None:
+    """``conftest.agent_login`` without its string-expression ``wait_for_function``, which the console's
+    Content-Security-Policy sometimes refuses (Playwright then evaluates it with ``eval``)."""
+    await page.goto(base_url + "/agent/")
+    await page.fill("#login-email", email)
+    await page.fill("#login-password", PASSWORD)
+    await page.click(".login__form button[type=submit]")
+    await page.wait_for_selector(".console .section")
+    await poll(page, "() => window.__console && window.__console.hub.connected")
+
+
 async def measure_change(agent: Page, customer: Page, marker: str) -> float:
     """Milliseconds from a DOM change on the customer's page to its text in the agent's replay."""
     seen = asyncio.ensure_future(agent.evaluate(WAIT_REPLAY_TEXT, marker))
@@ -183,7 +203,7 @@ async def test_cobrowse_live_masked_pointer_late_agent_and_stop(
     await customer.click(".prechat button[type=submit]")
     await customer.wait_for_selector(".wtimeline .msg--mine:not(.msg--pending)")
 
-    await agent_login(alice, base)
+    await login(alice, base, "alice@example.com")
     await alice.click(".conv-item")
     await alice.click("#assign-to-me")
     await alice.click(".attachbar__btn[data-action=cobrowse]")
@@ -205,9 +225,10 @@ async def test_cobrowse_live_masked_pointer_late_agent_and_stop(
     await alice.wait_for_selector(".cbs[data-state=live] .cbs__box:not([hidden]) iframe")
     sandbox = await alice.get_attribute(".cbs iframe", "sandbox")
     assert sandbox is not None and sandbox.split() == ["allow-same-origin"]
-    await alice.wait_for_function(
+    await poll(
+        alice,
         "() => { const f = document.querySelector('.cbs iframe');"
-        " return f && f.contentDocument && f.contentDocument.getElementById('cb-status'); }"
+        " return f && f.contentDocument && f.contentDocument.getElementById('cb-status'); }",
     )
 
     # A DOM change, then typing, reach the replay within a second.
@@ -235,11 +256,12 @@ async def test_cobrowse_live_masked_pointer_late_agent_and_stop(
         "() => { const r = document.getElementById('cb-status').getBoundingClientRect();"
         " return [r.left + r.width / 2, r.top + r.height / 2]; }"
     )
-    await customer.wait_for_function(
+    await poll(
+        customer,
         """([tx, ty]) => { const dot = document.getElementById('rtc-engage-widget').shadowRoot
                .querySelector('.cb-pointer__dot').getBoundingClientRect();
              return Math.abs(dot.left + dot.width / 2 - tx) < 12 && Math.abs(dot.top + dot.height / 2 - ty) < 12; }""",
-        arg=target,
+        target,
     )
     await alice.mouse.click(x, y)
     highlight = customer.locator(".cb-highlight")
@@ -261,29 +283,32 @@ async def test_cobrowse_live_masked_pointer_late_agent_and_stop(
                      frag.append(li); }
                    document.getElementById('cb-cart').append(frag); }"""
     )
-    await alice.wait_for_function(
-        "() => document.querySelector('.cbs iframe').contentDocument.body.textContent.includes('bulk line 599')"
+    await poll(
+        alice,
+        "() => document.querySelector('.cbs iframe').contentDocument.body.textContent.includes('bulk line 599')",
     )
     assert any('"t":"chunk"' in text for kind, text in tap.frames if kind == "customer")
 
     # A second agent opens the session late and gets a full snapshot of the page as it is now.
     bctx, bob, bwatch = await new_page(browser)
     await bctx.add_init_script(TRACK_PEERS)
-    await agent_login(bob, base, "bob@example.com")
+    await login(bob, base, "bob@example.com")
     conv_id = await alice.evaluate("window.__console.openId")
     await bob.evaluate("id => window.__console.openConversation(id)", conv_id)
     await bob.click(".reqchip[data-kind=cobrowse] .reqchip__watch")
     await bob.wait_for_selector(".cbs[data-state=live] iframe")
-    await bob.wait_for_function(
+    await poll(
+        bob,
         "() => { const f = document.querySelector('.cbs:not([hidden]) iframe');"
         " return f && f.contentDocument && f.contentDocument.body"
-        " && f.contentDocument.body.textContent.includes('marker-4'); }"
+        " && f.contentDocument.body.textContent.includes('marker-4'); }",
     )
     late = await measure_change(bob, customer, "after-bob")
     print(f"co-browse latency ms, late agent: {late}")
     assert late < 1000
-    await alice.wait_for_function(
-        "() => document.querySelector('.cbs iframe').contentDocument.body.textContent.includes('after-bob')"
+    await poll(
+        alice,
+        "() => document.querySelector('.cbs iframe').contentDocument.body.textContent.includes('after-bob')",
     )
 
     # The secrets never left the customer's browser, and no agent page holds them.
@@ -314,8 +339,8 @@ async def test_cobrowse_live_masked_pointer_late_agent_and_stop(
     await bob.wait_for_selector(".reqchip[data-kind=cobrowse][data-state=ended]")
     await alice.wait_for_selector(".rail__item[data-view=cobrowse] .rail__blink[hidden]", state="attached")
     for page in (customer, alice, bob):
-        await page.wait_for_function(
-            "() => window.__pcs.length > 0 && window.__pcs.every(pc => pc.connectionState === 'closed')"
+        await poll(
+            page, "() => window.__pcs.length > 0 && window.__pcs.every(pc => pc.connectionState === 'closed')"
         )
     assert request_id not in server.app[MEDIA].sessions  # type: ignore[attr-defined]
     for watch in (cwatch, awatch, bwatch):

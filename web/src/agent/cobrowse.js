@@ -25,6 +25,7 @@ import { toast } from "./ui.js";
 const POINTER_INTERVAL_MS = 50;
 const SNAPSHOT_WAIT_MS = 1500;
 const LIVE_CLOCK_SPEED = 4;
+const CONNECT_RETRIES = 3;
 const EVENT_META = 4;
 const EVENT_FULL_SNAPSHOT = 2;
 
@@ -90,7 +91,7 @@ export class CobrowseConsole {
     const request = this.app.requests.get(requestId);
     if (!request || !connectable(request)) return;
     const current = this.sessions.get(requestId);
-    if (current && current.state === "failed") current.stop(); // reconnect
+    if (current && current.state === "failed") current.reconnect();
     this.join(request);
     this.selected = requestId;
     this.app.setView("cobrowse");
@@ -203,6 +204,8 @@ class AgentCobrowse {
         h("span", { class: "cbs__title", text: this.app.visitorName(conv) }),
         this.stateEl, this.metaEl,
         h("span", { class: "cbs__spacer" }),
+        this.reconnectBtn = h("button", { class: "btn btn--primary btn--small", type: "button", hidden: true,
+          on: { click: () => this.reconnect() } }, "Reconnect"),
         h("button", { class: "btn btn--ghost btn--small", type: "button", title: "Ask the customer's page for a fresh snapshot",
           on: { click: () => this.requestSnapshot() } }, "Refresh"),
         h("button", { class: "btn btn--ghost btn--small", type: "button",
@@ -220,6 +223,7 @@ class AgentCobrowse {
     this.stateEl.textContent = STATE_LABELS[state] || state;
     this.stateEl.className = "cbs__state cbs__state--" + state;
     this.el.dataset.state = state;
+    if (this.reconnectBtn) this.reconnectBtn.hidden = state !== "failed";
     this.owner.renderList();
   }
 
@@ -257,36 +261,51 @@ class AgentCobrowse {
     }
   }
 
-  connect() {
+  connect(attempt = 0) {
     if (this.stopped) return;
+    this.setState("connecting");
     this.peer = new ServerPeer(this.app.hub, this.id, {
       setup: (pc) => {
         const channel = (this.channel = pc.createDataChannel("cobrowse"));
         this.sender = new JsonSender(channel, { prefix: "a" });
         channel.addEventListener("open", () => {
-          if (this.state === "connecting") this.setState("waiting");
+          if (this.state === "connecting") this.setState(this.snapshotAt ? "live" : "waiting");
+          clearTimeout(this.snapshotTimer);
           this.snapshotTimer = setTimeout(() => !this.snapshotAt && this.requestSnapshot(), SNAPSHOT_WAIT_MS);
         });
-        channel.addEventListener("close", () => this.disconnected());
+        channel.addEventListener("close", () => this.disconnected(channel));
         channel.addEventListener("message", jsonReceiver((m) => this.onEvent(m)));
       },
       onState: (state) => {
-        if (state === "failed" || state === "closed") this.disconnected();
+        if (state === "failed" || state === "closed") this.disconnected(this.channel);
       },
     });
-    this.peer.connect().catch((err) => {
-      if (this.stopped) return;
+    const peer = this.peer;
+    peer.connect().catch((err) => {
+      if (this.stopped || peer !== this.peer) return;
+      peer.close();
+      // The console can hear of the acceptance before the server's media session is open.
+      if (err && err.code === "not_found" && attempt < CONNECT_RETRIES && connectable(this.request)) {
+        this.retryTimer = setTimeout(() => this.connect(attempt + 1), 300 * 2 ** attempt);
+        return;
+      }
       console.warn("co-browse connection failed", err);
       toast(this.app, "Co-browsing: " + (err.message || "could not connect"), "error");
-      this.disconnected();
+      this.disconnected(this.channel);
     });
   }
 
-  disconnected() {
-    if (this.stopped || this.state === "failed") return;
+  /** The connection is gone while the request may still be live (the list and "Reconnect" offer to join again). */
+  disconnected(channel) {
+    if (this.stopped || this.state === "failed" || channel !== this.channel) return;
     this.setState("failed");
     if (this.peer) this.peer.close();
-    this.pointerGone();
+    this.lastPointer = null;
+  }
+
+  reconnect() {
+    if (this.stopped || this.state !== "failed" || !connectable(this.request)) return;
+    this.connect();
   }
 
   /** Ask the customer's page for a fresh full snapshot. */
@@ -311,6 +330,7 @@ class AgentCobrowse {
     this.stopped = true;
     clearTimeout(this.snapshotTimer);
     clearTimeout(this.pointerTimer);
+    clearTimeout(this.retryTimer);
     if (this.peer) this.peer.close();
     if (this.releaseLock) this.releaseLock();
     this.resizeObserver.disconnect();
