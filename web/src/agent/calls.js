@@ -18,6 +18,7 @@ export class AgentCalls {
     this.s = callStrings(app.t.lang);
     this.dock = h("div", { class: "calldock", "aria-live": "polite" });
     document.body.append(this.dock);
+    this.dock.addEventListener("pointerdown", (e) => this.drag(e));
     app.hub.on("request.updated", ({ request }) => this.onRequest(request));
     app.hub.on("conference.invite", (payload) => this.onInvite(payload));
     this.onPageHide = () => this.leaveAll();
@@ -82,6 +83,27 @@ export class AgentCalls {
     }
     this.refreshChips();
     return call;
+  }
+
+  /** Move the dock by a call's header (it floats over the conversation). */
+  drag(e) {
+    if (e.button !== 0 || !e.target.closest(".call__head")) return;
+    const dock = this.dock;
+    const start = { x: e.clientX, y: e.clientY, right: parseFloat(getComputedStyle(dock).right),
+      bottom: parseFloat(getComputedStyle(dock).bottom) };
+    const move = (ev) => {
+      const right = Math.min(Math.max(0, start.right - (ev.clientX - start.x)), window.innerWidth - 120);
+      const bottom = Math.min(Math.max(0, start.bottom - (ev.clientY - start.y)), window.innerHeight - 80);
+      dock.style.right = right + "px";
+      dock.style.bottom = bottom + "px";
+    };
+    const up = () => {
+      window.removeEventListener("pointermove", move);
+      window.removeEventListener("pointerup", up);
+    };
+    window.addEventListener("pointermove", move);
+    window.addEventListener("pointerup", up);
+    e.preventDefault();
   }
 
   /** Hang up everything and remove the dock (on logout). */

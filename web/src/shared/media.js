@@ -425,7 +425,7 @@ export class Call {
     const who = this.names[key];
     tile = { key, el, video, stream, avatar, label, name: (who && who.name) || (key === "remote" ? this.remoteName : "") };
     this.tiles.set(key, tile);
-    this.tilesEl.append(el);
+    this.tilesEl.insertBefore(el, this.plan.conference ? this.selfEl : null);
     video.play().catch(() => {});
     this.renderHead();
     this.renderWaiting();
@@ -479,9 +479,13 @@ export class Call {
         h("span", { class: "call__dot" }),
         h("div", { class: "call__heading" }, this.titleEl, this.peopleEl),
         this.timerEl),
-      h("div", { class: "call__stage" }, this.tilesEl, this.waitingEl, this.selfEl),
+      h("div", { class: "call__stage" }, this.tilesEl, this.waitingEl, this.plan.conference ? null : this.selfEl),
       this.noticeEl,
       this.controlsEl);
+    if (this.plan.conference) {
+      this.selfEl.classList.add("tile");
+      this.tilesEl.append(this.selfEl); // a conference shows everyone side by side, you included
+    }
     this.renderHead();
     this.renderWaiting();
     this.renderControls();
