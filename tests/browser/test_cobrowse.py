@@ -22,6 +22,7 @@ import pytest
 from playwright.async_api import Browser, Page
 
 from rtc_server.app import MEDIA
+from rtc_server.media.chunks import ChunkAssembler, is_chunk
 from rtc_server.media.cobrowse import CobrowseRelay
 from tests.browser.conftest import PASSWORD, SCREENSHOTS, new_page, screenshots_wanted
 from tests.conftest import RunningServer
@@ -129,7 +130,20 @@ class FrameTap:
         monkeypatch.setattr(CobrowseRelay, "_on_message", tapped)
 
     def customer_text(self) -> str:
-        return "\n".join(text for kind, text in self.frames if kind == "customer")
+        """The customer's frames, chunked messages reassembled (a canary cut in two is found too)."""
+        assembler = ChunkAssembler()
+        texts = []
+        for kind, text in self.frames:
+            if kind != "customer":
+                continue
+            parsed = json.loads(text)
+            if is_chunk(parsed):
+                whole = assembler.feed(parsed)
+                if whole is not None:
+                    texts.append(whole)
+            else:
+                texts.append(text)
+        return "\n".join(texts)
 
 
 async def poll(page: Page, predicate: str, arg: Any = None, timeout: float = 8.0) -> None:
@@ -322,8 +336,9 @@ async def test_cobrowse_live_masked_pointer_late_agent_and_stop(
             assert canary not in shown, f"{name} canary on an agent page"
     for name, canary in CANARIES.items():
         assert canary not in received, f"{name} canary reached the server"
-    events = [json.loads(t) for k, t in tap.frames if k == "customer" and '"t":"chunk"' not in t]
+    events = [json.loads(t) for t in received.split("\n")]
     assert events and all(isinstance(e.get("type"), int) for e in events)
+    assert any(len(t) > 262_144 for t in received.split("\n"))  # a chunked one, whole again
 
     # The customer stops: the request ends, both sides clean up.
     request_id = await customer.evaluate(
