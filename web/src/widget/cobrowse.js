@@ -185,7 +185,7 @@ class CustomerCobrowse {
   }
 
   startRecording() {
-    if (this.stopped || this.stopRecording) return;
+    if (this.stopped || this.stopping || this.stopRecording) return;
     this.stopRecording = record({
       ...RECORD_OPTIONS,
       emit: (event) => this.emit(event),
@@ -193,7 +193,7 @@ class CustomerCobrowse {
   }
 
   emit(event) {
-    if (this.stopped) return;
+    if (this.stopped || this.stopping) return;
     try {
       this.sender.send(JSON.stringify(scrubEvent(event, record.mirror)));
     } catch (err) {
@@ -228,7 +228,7 @@ class CustomerCobrowse {
     this.bar = h("div", { class: "cb-bar", role: "status", "aria-live": "polite", data: { id: this.request.id } },
       h("span", { class: "cb-bar__dot", "aria-hidden": "true" }),
       this.barText,
-      h("button", { class: "cb-bar__stop", type: "button", on: { click: () => this.widget.endRequest(this.request) } }, w.stop));
+      h("button", { class: "cb-bar__stop", type: "button", on: { click: () => this.stopByCustomer() } }, w.stop));
     this.layer = h("div", { class: "cb-layer" }, h("style", { text: css }), this.bar);
     this.widget.root.append(this.layer);
     this.renderBar();
@@ -312,19 +312,34 @@ class CustomerCobrowse {
     for (const item of this.highlights) this.placeHighlight(item);
   }
 
+  /** Stop: nothing more is recorded from now on; the request ends, then the peer closes (it closes
+   *  even if the server cannot be told: the server then ends the session as a dropped peer). */
+  async stopByCustomer() {
+    this.stopping = true;
+    this.stopRecorder();
+    try {
+      await this.widget.endRequest(this.request);
+    } finally {
+      this.stop("customer stopped");
+    }
+  }
+
+  stopRecorder() {
+    if (!this.stopRecording) return;
+    try {
+      this.stopRecording();
+    } catch (err) {
+      console.warn(err);
+    }
+    this.stopRecording = null;
+  }
+
   /** Stop recording, close the peer, take the bar and the pointers away (idempotent). */
   stop(reason) {
     if (this.stopped) return;
     this.stopped = true;
     clearTimeout(this.snapshotTimer);
-    if (this.stopRecording) {
-      try {
-        this.stopRecording();
-      } catch (err) {
-        console.warn(err);
-      }
-    }
-    this.stopRecording = null;
+    this.stopRecorder();
     if (this.peer) this.peer.close();
     window.removeEventListener("scroll", this.onScroll, { capture: true });
     window.removeEventListener("resize", this.onScroll);
