@@ -179,8 +179,11 @@ class CustomerCobrowse {
       },
     });
     this.peer.connect().catch((err) => {
+      if (this.stopped) return;
       console.warn("co-browsing could not connect", err);
       this.stop("connect failed");
+      // nothing will be shared: do not leave the request hanging as accepted
+      this.widget.hub.call("request.end", { request_id: this.request.id, reason: "connect_failed" }).catch(() => {});
     });
   }
 
