@@ -37,7 +37,7 @@ def machine_busy_seconds() -> float:
     return (sum(values[:8]) - idle) / CLOCK_TICKS
 
 
-def settle(pids: Sequence[int], max_s: float = 6.0, window_s: float = 0.2, quiet_cores: float = 0.1) -> float:
+def settle(pids: Sequence[int], max_s: float = 4.0, window_s: float = 0.2, quiet_cores: float = 0.1) -> float:
     """Wait until the processes are nearly idle (a saturated step's backlog must not leak into the next
     one); returns how long it took."""
     t0 = time.monotonic()

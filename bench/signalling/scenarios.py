@@ -26,7 +26,7 @@ class Plan:
     pairs: int = 100
     closed_s: float = 2.0
     rates: tuple[int, ...] = (500, 1000, 2000, 3000, 4000)
-    rate_s: float = 1.5
+    rate_s: float = 1.2
     drain_s: float = 2.0
     fan_agents: int = 100
     fan_senders: int = 4
@@ -183,7 +183,7 @@ def _idle(gen: LoadGen, base: dict[str, Any], pid: int, plan: Plan, name: str, s
     time.sleep(0.3)
     settle([pid])
     rss0 = rss_kb(pid)
-    idle = gen.run({"cmd": "idle", **base, "n": plan.idle, "concurrency": 200}, [pid])
+    idle = gen.run({"cmd": "idle", **base, "n": plan.idle, "concurrency": 400}, [pid])
     time.sleep(0.5)
     opened = max(1, plan.idle - idle["failed"])
     idle["rss_before_kb"] = rss0
