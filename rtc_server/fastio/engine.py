@@ -104,9 +104,6 @@ class _DirectQueue:
         self.put_nowait(item)
 
 
-_DIRECT_QUEUE = _DirectQueue()
-
-
 class FastEngineSocket(async_socket.AsyncSocket):
     """An Engine.IO session that writes straight to its websocket once it has one."""
 
@@ -224,7 +221,7 @@ class FastEngineSocket(async_socket.AsyncSocket):
                 self.server.writer.write(transport, frames.frame(pkt.encode()))
         if transport is None:  # the connection is already gone: the reader loop ends at once
             return
-        old_queue, self.queue = self.queue, _DIRECT_QUEUE
+        old_queue, self.queue = self.queue, self.server.direct_queue
         self.transport = transport
         # A long-poll request still waiting on the old queue (a client that upgraded without letting its
         # last poll return) gets a NOOP and ends, instead of timing out and closing the session.
@@ -283,6 +280,8 @@ class FastEngineServer(engineio.AsyncServer):
         self.background: set[asyncio.Future[Any]] = set()
         self.writer = frames.Writer()
         """Corked writes to every websocket session of this server."""
+        self.direct_queue = _DirectQueue()
+        """What direct sessions hold instead of a queue (stateless, shared by them)."""
         if self._async is not None and self._async.get("websocket") is not None:
             self._async = {**self._async, "websocket": FastWebSocket}
 
