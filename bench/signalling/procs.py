@@ -29,6 +29,14 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS  # utime, stime (fields 14 and 15)
 
 
+def thread_cpu_seconds(pid: int, tid: int) -> float:
+    """User + system CPU time of one thread of a process (``/proc/<pid>/task/<tid>/stat``)."""
+    with open(f"/proc/{pid}/task/{tid}/stat") as fh:
+        raw = fh.read()
+    fields = raw[raw.rindex(")") + 2 :].split()
+    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+
+
 def machine_busy_seconds() -> float:
     """CPU time spent by the whole machine (every core, every process) so far (``/proc/stat``)."""
     with open("/proc/stat") as fh:
@@ -193,6 +201,7 @@ class LoadGen:
         """Run ``command``; the answer gains ``server_cpu_s`` (summed over ``pids``) and ``wall_s``."""
         assert self.proc.stdin is not None and self.proc.stdout is not None
         before = [cpu_seconds(pid) for pid in pids]
+        main_before = thread_cpu_seconds(pids[0], pids[0]) if pids else 0.0
         client_before = cpu_seconds(self.proc.pid)
         machine_before = machine_busy_seconds()
         t0 = time.perf_counter()
@@ -201,6 +210,7 @@ class LoadGen:
         line = self.proc.stdout.readline()
         wall = time.perf_counter() - t0
         after = [cpu_seconds(pid) for pid in pids]
+        main_after = thread_cpu_seconds(pids[0], pids[0]) if pids else 0.0
         machine = machine_busy_seconds() - machine_before
         client = cpu_seconds(self.proc.pid) - client_before
         if not line:
@@ -210,6 +220,7 @@ class LoadGen:
             raise RuntimeError(f"load generator: {command['cmd']} failed: {answer['error']}")
         answer["server_cpu_s"] = sum(a - b for a, b in zip(after, before, strict=True))
         answer["server_cpu_by_pid"] = [a - b for a, b in zip(after, before, strict=True)]
+        answer["server_main_thread_cpu_s"] = main_after - main_before  # the event loop of the first pid
         answer["wall_s"] = wall
         # CPU used meanwhile by everything else on the machine (other people's test runs...), in cores
         answer["others_cores"] = max(0.0, machine - client - answer["server_cpu_s"]) / max(wall, 1e-9)

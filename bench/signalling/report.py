@@ -42,6 +42,10 @@ def rows(results: dict[str, Any], headline_rate: int = 3000) -> list[Row]:
         ("1:1 closed loop, msg/s", each(lambda t: step(t, "closed", "msg_per_s"))),
         ("1:1 server CPU per message (closed loop), us", each(lambda t: step(t, "closed", "cpu_us_per_msg"))),
         (
+            "... of it on the event loop's thread (the rest: other threads, e.g. SQLite's writer), us",
+            each(lambda t: step(t, "closed", "loop_cpu_us_per_msg")),
+        ),
+        (
             f"1:1 server CPU per message at {headline_rate} msg/s, us",
             each(lambda t: (_rate(results, t, headline_rate) or {}).get("cpu_us_per_msg")),
         ),

@@ -139,6 +139,7 @@ def _one_to_one(
     settle(pids)
     closed = gen.run({"cmd": "closed", "seconds": plan.closed_s}, pids)
     closed["cpu_us_per_msg"] = closed["server_cpu_s"] * 1e6 / max(1, closed["done"])
+    closed["loop_cpu_us_per_msg"] = closed["server_main_thread_cpu_s"] * 1e6 / max(1, closed["done"])
     say(
         f"  {name}: 1:1 closed loop {closed['msg_per_s']:.0f} msg/s, {closed['cpu_us_per_msg']:.0f} us CPU/msg"
         f"{' (client-bound)' if closed['client_bound'] else ''}"
