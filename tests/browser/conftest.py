@@ -8,6 +8,7 @@ otherwise the tests are skipped with the command to run.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import subprocess
 from collections.abc import AsyncIterator
@@ -116,7 +117,13 @@ async def agent_login(page: Page, base_url: str, email: str = "alice@example.com
     await page.click(".login__form button[type=submit]")
     await page.wait_for_selector(".console .section")
     # the console is connected once the first section's list has loaded
-    await page.wait_for_function("window.__console && window.__console.hub.connected")
+    # Polled with evaluate (a function, not a string expression): the console's CSP has no
+    # 'unsafe-eval', which string-expression wait_for_function may need.
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + 10
+    while not await page.evaluate("() => !!(window.__console && window.__console.hub.connected)"):
+        assert loop.time() < deadline, "the console did not connect within 10 s"
+        await asyncio.sleep(0.05)
 
 
 async def customer_start(page: Page, base_url: str, name: str, first_message: str) -> None:
