@@ -44,3 +44,14 @@ export async function me(token) {
   const body = await json(res);
   return body.kind === "agent" ? body.agent : null;
 }
+
+/** PATCH /api/me (agent): `{locale?, name?}` -> the updated agent. */
+export async function updateMe(token, fields) {
+  const res = await fetch("/api/me", {
+    method: "PATCH",
+    headers: { Authorization: "Bearer " + token, "Content-Type": "application/json" },
+    body: JSON.stringify(fields),
+  });
+  const body = await json(res);
+  return body.agent || body;
+}

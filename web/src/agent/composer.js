@@ -1,7 +1,8 @@
-// The input field: text with typing indicator, `#` text-block search, the attachment bar (collapsible
-// with a chevron) and the Notes switch.
+// The input field: text with typing indicator, `#` text-block search (a listbox the arrows move in,
+// announced through aria-activedescendant), the attachment bar (a toolbar: arrows move between its
+// buttons; collapsible with a chevron), uploads with a progress bar and Cancel, and the Notes switch.
 import { h, icon, replace, clientId, debounce } from "../shared/dom.js";
-import { upload, kindFor } from "../shared/upload.js";
+import { startUpload, uploadView, uploadError, kindFor } from "../shared/upload.js";
 import { articlesDialog, flowsDialog, chatblocksDialog } from "./pickers.js";
 import { toast } from "./ui.js";
 
@@ -28,44 +29,62 @@ export class Composer {
     this.stopTyping = debounce(() => this.sendTyping(false), TYPING_IDLE_MS);
     this.searchBlocks = debounce((q) => this.loadBlocks(q), 120);
 
+    const t = app.t;
+    this.t = t;
     this.input = h("textarea", { class: "composer__input", id: "composer-input", rows: "2",
-      placeholder: "Type a message… (# for text blocks)", "aria-label": "Message",
+      placeholder: t("composer.placeholder"), "aria-label": t("composer.label"), "aria-describedby": "composer-hint",
+      "aria-autocomplete": "list", "aria-controls": "textblock-popup", "aria-expanded": "false",
       on: { input: () => this.onInput(), keydown: (e) => this.onKey(e), blur: () => setTimeout(() => document.activeElement !== this.input && this.closePopup(), 150) } });
     this.input.value = app.drafts?.get(pane.id) || "";
-    const send = h("button", { class: "iconbtn iconbtn--primary", type: "button", id: "send", title: "Send", "aria-label": "Send",
-      on: { click: () => this.submit() } }, icon("send", 19));
+    const send = h("button", { class: "iconbtn iconbtn--primary", type: "button", id: "send", title: t("composer.send"),
+      "aria-label": t("composer.send"), on: { click: () => this.submit() } }, icon("send", 19));
     const collapsed = localStorage.getItem(BAR_KEY) === "collapsed";
     this.chevron = h("button", { class: "iconbtn chevron", type: "button", id: "attachbar-toggle",
-      title: "Show or hide the attachment bar", "aria-expanded": String(!collapsed),
-      on: { click: () => this.toggleBar() } }, icon(collapsed ? "chevronUp" : "chevronDown", 18));
-    this.fileInput = h("input", { type: "file", hidden: true, id: "agent-file", on: { change: () => this.onFile() } });
-    this.bar = h("div", { class: "attachbar", id: "attachbar", hidden: collapsed, role: "toolbar", "aria-label": "Attachments" },
-      this.barButton("article", "Articles", () => this.pickArticle()),
-      this.barButton("image", "Image", () => this.chooseFile("image", "image/*")),
-      this.barButton("video", "Video", () => this.chooseFile("video", "video/*")),
-      this.barButton("flow", "Flow", () => this.pickFlow()),
-      this.barButton("audio", "Audio", () => this.chooseFile("audio", "audio/*")),
-      this.barButton("file", "File", () => this.chooseFile("file", "")),
-      this.barButton("cobrowse", "Ask for Co-Browsing", () => this.pane.createRequest("cobrowse"), "cobrowse"),
-      this.barButton("chatblock", "Chatblocks", () => this.pickChatblock()),
-      this.fileInput);
-    this.notesSwitch = h("input", { type: "checkbox", id: "notes-switch", role: "switch",
+      title: t("composer.toggle_bar"), "aria-label": t("composer.toggle_bar"), "aria-expanded": String(!collapsed),
+      "aria-controls": "attachbar", on: { click: () => this.toggleBar() } }, icon(collapsed ? "chevronUp" : "chevronDown", 18));
+    this.fileInput = h("input", { type: "file", hidden: true, id: "agent-file", tabindex: "-1", "aria-hidden": "true",
+      on: { change: () => this.onFile() } });
+    this.bar = h("div", { class: "attachbar", id: "attachbar", hidden: collapsed, role: "toolbar", "aria-label": t("composer.bar"),
+      on: { keydown: (e) => this.onBarKey(e) } },
+    this.barButton("article", t("bar.article"), () => this.pickArticle()),
+    this.barButton("image", t("bar.image"), () => this.chooseFile("image", "image/*")),
+    this.barButton("video", t("bar.video"), () => this.chooseFile("video", "video/*")),
+    this.barButton("flow", t("bar.flow"), () => this.pickFlow()),
+    this.barButton("audio", t("bar.audio"), () => this.chooseFile("audio", "audio/*")),
+    this.barButton("file", t("bar.file"), () => this.chooseFile("file", "")),
+    this.barButton("cobrowse", t("bar.cobrowse"), () => this.pane.createRequest("cobrowse"), "cobrowse"),
+    this.barButton("chatblock", t("bar.chatblock"), () => this.pickChatblock()),
+    this.fileInput);
+    this.notesSwitch = h("input", { type: "checkbox", id: "notes-switch", role: "switch", "aria-checked": "false",
       on: { change: () => this.setNotes(this.notesSwitch.checked) } });
     this.box = h("div", { class: "composer__box" }, this.input, h("div", { class: "composer__side" }, send, this.chevron));
-    this.popupEl = h("div", { class: "tbpopup", id: "textblock-popup", role: "listbox", hidden: true });
+    this.popupEl = h("div", { class: "tbpopup", id: "textblock-popup", role: "listbox", "aria-label": t("composer.blocks"), hidden: true });
+    this.uploads = h("div", { class: "uploads", role: "group", "aria-label": t("composer.bar") });
     this.el = h("div", { class: "composer" },
       this.popupEl,
+      this.uploads,
       this.box,
       this.bar,
       h("div", { class: "composer__footer" },
-        h("label", { class: "switch", for: "notes-switch" }, this.notesSwitch, h("span", { class: "switch__track" }),
-          h("span", { class: "switch__label", text: "Notes" })),
-        h("span", { class: "composer__hint", text: "Enter to send · Shift+Enter for a new line · # for text blocks" })));
+        h("label", { class: "switch", for: "notes-switch" }, this.notesSwitch, h("span", { class: "switch__track", "aria-hidden": "true" }),
+          h("span", { class: "switch__label", text: t("composer.notes") })),
+        h("span", { class: "composer__hint", id: "composer-hint", text: t("composer.hint") })));
   }
 
   barButton(iconName, label, onClick, id) {
-    return h("button", { class: "attachbar__btn", type: "button", title: label, "aria-label": label,
+    return h("button", { class: "attachbar__btn", type: "button", title: label,
       data: { action: id || iconName }, on: { click: onClick } }, icon(iconName, 20), h("span", { class: "attachbar__label", text: label }));
+  }
+
+  /** Left/Right (and Home/End) move between the toolbar's buttons. */
+  onBarKey(e) {
+    const buttons = [...this.bar.querySelectorAll(".attachbar__btn")];
+    const i = buttons.indexOf(document.activeElement);
+    if (i < 0) return;
+    const to = e.key === "ArrowRight" ? i + 1 : e.key === "ArrowLeft" ? i - 1 : e.key === "Home" ? 0 : e.key === "End" ? buttons.length - 1 : null;
+    if (to === null) return;
+    e.preventDefault();
+    buttons[(to + buttons.length) % buttons.length].focus();
   }
 
   focus() {
@@ -91,7 +110,8 @@ export class Composer {
     this.notes = on;
     this.notesSwitch.checked = on;
     this.box.classList.toggle("is-note", on);
-    this.input.placeholder = on ? "Write an internal note (only agents see it)…" : "Type a message… (# for text blocks)";
+    this.notesSwitch.setAttribute("aria-checked", String(on));
+    this.input.placeholder = on ? this.t("composer.note_placeholder") : this.t("composer.placeholder");
     if (on && this.typingSent) this.sendTyping(false);
   }
 
@@ -144,24 +164,35 @@ export class Composer {
   renderPopup() {
     const p = this.popup;
     if (!p) return;
+    const lang = this.pane.conv.language || this.t.lang;
     if (!p.items.length) {
-      replace(this.popupEl, h("div", { class: "tbpopup__empty", text: "No text block matches “#" + p.query + "”" }));
+      replace(this.popupEl, h("div", { class: "tbpopup__empty", role: "option", "aria-disabled": "true",
+        "aria-selected": "false", text: this.t("composer.no_block", { q: p.query }) }));
+      this.input.removeAttribute("aria-activedescendant");
     } else {
       replace(this.popupEl, p.items.map((b, i) => h("div", {
         class: ["tbpopup__item", i === p.index && "is-active"], role: "option", "aria-selected": String(i === p.index),
+        id: "textblock-option-" + i, lang: b.language || null,
         data: { id: b.id },
         on: { mousedown: (e) => { e.preventDefault(); p.index = i; this.insertBlock(); } },
       },
         h("div", { class: "tbpopup__top" }, h("span", { class: "tbpopup__shortcut", text: "#" + b.shortcut }),
-          h("span", { class: "tbpopup__title", text: b.title }), b.language ? h("span", { class: "tag", text: b.language }) : null),
+          h("span", { class: "tbpopup__title", text: b.title }),
+          b.language && b.language !== lang ? h("span", { class: "tag tag--lang", text: b.language }) : null),
         h("div", { class: "tbpopup__body", text: this.fill(b.body) }))));
+      this.input.setAttribute("aria-activedescendant", "textblock-option-" + p.index);
+      const active = this.popupEl.querySelector(".is-active");
+      if (active && active.scrollIntoView) active.scrollIntoView({ block: "nearest" });
     }
     this.popupEl.hidden = false;
+    this.input.setAttribute("aria-expanded", "true");
   }
 
   closePopup() {
     this.popup = null;
     this.popupEl.hidden = true;
+    this.input.setAttribute("aria-expanded", "false");
+    this.input.removeAttribute("aria-activedescendant");
   }
 
   vars() {
@@ -249,7 +280,7 @@ export class Composer {
       (err) => {
         model.failPending(payload.client_id);
         this.pane.renderTimeline();
-        toast(this.app, "Not sent: " + err.message, "error");
+        toast(this.app, this.t("composer.not_sent", { message: err.message }), "error");
       });
   }
 
@@ -267,7 +298,7 @@ export class Composer {
       (err) => {
         model.failPending(payload.client_id);
         this.pane.renderTimeline();
-        toast(this.app, "Note not saved: " + err.message, "error");
+        toast(this.app, this.t("composer.note_failed", { message: err.message }), "error");
       });
   }
 
@@ -285,30 +316,42 @@ export class Composer {
     await this.uploadAndSend(file, this.wantedKind);
   }
 
+  /** Upload with a progress bar and Cancel above the input field, then send the attachment. */
   async uploadAndSend(file, wanted) {
-    const note = toast(this.app, "Uploading " + file.name + "…", "info", 60000);
+    const t = this.t;
+    let job = null;
+    const view = uploadView(t, file, () => job && job.abort());
+    this.uploads.append(view.el);
+    job = startUpload("", this.app.token, this.pane.id, file, { onProgress: (sent, total) => view.update(sent, total) });
+    this.app.announce.polite(t("upload.progress", { name: file.name }));
     try {
-      const att = await upload("", this.app.token, this.pane.id, file);
+      const att = await job.promise;
+      view.update(1, 1);
       await this.send({ kind: kindFor(att, wanted), attachment_id: att.id });
     } catch (err) {
-      toast(this.app, "Upload failed: " + err.message, "error");
+      if (err.code === "aborted") {
+        toast(this.app, t("upload.cancelled", { name: file.name }));
+        this.focus();
+      } else {
+        toast(this.app, uploadError(t, err), "error");
+      }
     } finally {
-      note.remove();
+      view.el.remove();
     }
   }
 
   async pickArticle() {
-    const article = await articlesDialog(this.app);
+    const article = await articlesDialog(this.app, this.pane.conv);
     if (article) this.send({ kind: "article", article_id: article.id });
   }
 
   async pickFlow() {
-    const flow = await flowsDialog(this.app);
+    const flow = await flowsDialog(this.app, this.pane.conv);
     if (flow) this.send({ kind: "flow", flow_id: flow.id });
   }
 
   async pickChatblock() {
-    const block = await chatblocksDialog(this.app, this.pane.id, (b) => this.fill(b));
+    const block = await chatblocksDialog(this.app, this.pane.conv, (b) => this.fill(b));
     if (block) this.send({ kind: "chatblock", textblock_id: block.id });
   }
 }

@@ -1,8 +1,8 @@
 // The console: the Socket.IO connection, the console's state, the layout (rail, Live Chat sections,
 // views) and the routing of server events to the parts that show them.
-import { h, icon, replace, debounce } from "../shared/dom.js";
+import { h, icon, replace, debounce, announcer } from "../shared/dom.js";
 import { Hub } from "../shared/hub.js";
-import { translator } from "../shared/i18n.js";
+import { browserLanguage, translator } from "../shared/i18n.js";
 import { ConversationModel } from "../shared/timeline.js";
 import { initials } from "../shared/render.js";
 import { ConversationList, SECTIONS, inSection } from "./list.js";
@@ -11,6 +11,7 @@ import { CobrowseConsole } from "./cobrowse.js";
 import { Notifier } from "./notify.js";
 import { ProfileView } from "./profile.js";
 import { toast } from "./ui.js";
+import { updateMe } from "./api.js";
 
 export class Console {
   constructor(root, { token, agent, onLogout }) {
@@ -18,7 +19,7 @@ export class Console {
     this.token = token;
     this.me = agent;
     this.onLogout = onLogout;
-    this.t = translator(agent.locale || "en");
+    this.t = translator(agent.locale || browserLanguage());
     this.convs = new Map(); // id -> conversation wire shape
     this.models = new Map(); // id -> ConversationModel
     this.section = "unassigned";
@@ -32,6 +33,7 @@ export class Console {
 
   // -- life cycle ------------------------------------------------------------------------------------
   start() {
+    this.applyDocumentLanguage();
     this.buildLayout();
     this.notifier = new Notifier(this);
     this.hub = new Hub("", "/agent", this.token);
@@ -130,7 +132,7 @@ export class Console {
 
   visitorName(conv) {
     const v = (conv && conv.visitor) || {};
-    return v.name || v.email || "Visitor " + String(v.id || conv.id || "").slice(-4);
+    return v.name || v.email || this.t("visitor.anonymous", { id: String(v.id || conv.id || "").slice(-4) });
   }
 
   // -- server events ---------------------------------------------------------------------------------
@@ -139,6 +141,7 @@ export class Console {
     this.renderList();
     this.refreshCounts();
     if (!ring) return;
+    this.announce.polite(this.t("announce.new_conversation", { name: this.visitorName(conv) }));
     // Looking at the Live Chat view already: the list and its badges show it. Otherwise alert.
     if (this.view === "livechat" && !document.hidden) return;
     this.notifier.incoming(conv, { redirected, note });
@@ -172,11 +175,18 @@ export class Console {
         this.markRead();
       }
     }
-    if (message.author.kind === "customer") this.refreshCounts();
+    if (message.author.kind === "customer") {
+      this.refreshCounts();
+      if (conv) this.announce.polite(this.t("announce.message", { name: this.visitorName(conv), text: announcedText(message, this.t) }));
+    }
     this.renderList();
   }
 
   onRequest(request) {
+    const known = this.requests.get(request.id);
+    if (known && known.state !== request.state && this.pane && this.pane.id === request.conversation_id) {
+      this.announce.assertive(this.t("conv.request_state", { label: this.t("kind." + request.kind), state: this.t("state." + request.state) }));
+    }
     const model = this.models.get(request.conversation_id);
     if (model) model.setRequest(request);
     this.requests.set(request.id, request);
@@ -240,7 +250,7 @@ export class Console {
     try {
       await this.hub.sync(id, model.loaded ? model.lastSeq : 0);
     } catch (err) {
-      toast(this, "Could not open the conversation: " + err.message, "error");
+      toast(this, this.t("conv.open_failed", { message: err.message }), "error");
       return;
     }
     this.markRead();
@@ -259,7 +269,11 @@ export class Console {
   selectSection(section) {
     this.section = section;
     this.list.searchResults = null;
-    for (const el of this.sectionEls.values()) el.classList.toggle("is-active", el.dataset.section === section);
+    for (const el of this.sectionEls.values()) {
+      el.classList.toggle("is-active", el.dataset.section === section);
+      if (el.dataset.section === section) el.setAttribute("aria-current", "true");
+      else el.removeAttribute("aria-current");
+    }
     this.setView("livechat");
     this.renderList();
     this.loadSection(section).catch((err) => console.warn(err));
@@ -268,52 +282,104 @@ export class Console {
   setView(view) {
     this.view = view;
     for (const [name, el] of Object.entries(this.views)) el.hidden = name !== view;
-    for (const el of this.rail.querySelectorAll("[data-view]")) el.classList.toggle("is-active", el.dataset.view === view);
+    for (const el of this.rail.querySelectorAll("[data-view]")) {
+      el.classList.toggle("is-active", el.dataset.view === view);
+      if (el.dataset.view === view) el.setAttribute("aria-current", "page");
+      else el.removeAttribute("aria-current");
+    }
     this.root.querySelector(".sections").classList.toggle("is-dimmed", view !== "livechat");
     if (view === "livechat") this.markRead();
   }
 
+  // -- language --------------------------------------------------------------------------------------
+  /** Save the agent's language (PATCH /api/me) and draw the console again in it. */
+  async setLocale(locale) {
+    const agent = await updateMe(this.token, { locale });
+    this.me = { ...this.me, ...(agent && agent.id ? agent : {}), locale };
+    this.t = translator(locale);
+    this.relabel();
+  }
+
+  applyDocumentLanguage() {
+    document.documentElement.lang = this.t.lang;
+    document.title = this.t("console.title");
+  }
+
+  /** Everything drawn with words, drawn again (after a language change). */
+  relabel() {
+    this.applyDocumentLanguage();
+    const oldRail = this.rail;
+    const oldSections = this.sectionsNav;
+    this.buildChrome();
+    oldRail.replaceWith(this.rail);
+    oldSections.replaceWith(this.sectionsNav);
+    this.setView(this.view);
+    this.renderBadges();
+    this.renderPresence();
+    this.renderCobrowseIndicator();
+    this.renderList();
+    if (this.pane) {
+      const model = this.pane.model;
+      this.pane.destroy();
+      this.pane = new ConversationPane(this, model);
+      replace(this.convSlot, this.pane.el);
+    } else {
+      replace(this.convSlot, emptyConversation(this.t));
+    }
+    if (this.calls && this.calls.relabel) this.calls.relabel();
+  }
+
   // -- rendering -------------------------------------------------------------------------------------
-  buildLayout() {
-    this.requests = new Map();
+  /** The rail and the Live Chat sections (their words come from the catalogue). */
+  buildChrome() {
+    const t = this.t;
     const railItem = (view, iconName, label, extra) =>
       h("button", { class: "rail__item", type: "button", title: label, "aria-label": label, data: { view },
         on: { click: () => this.setView(view) } }, icon(iconName, 22), extra);
-    this.railBadge = h("span", { class: "badge badge--rail", hidden: true });
-    this.cobrowseDot = h("span", { class: "rail__blink", hidden: true });
-    this.presenceDot = h("span", { class: "presence-dot" });
-    this.rail = h("aside", { class: "rail" },
-      h("div", { class: "rail__logo", title: "Engage", text: "e" }),
-      railItem("livechat", "chat", "Live Chat", this.railBadge),
-      railItem("cobrowse", "cobrowse", "Co-Browsing", this.cobrowseDot),
+    this.railBadge = h("span", { class: "badge badge--rail", "aria-hidden": "true", hidden: true });
+    // The blinking dot of a live co-browse session; its button's name says it for screen readers.
+    this.cobrowseDot = h("span", { class: "rail__blink", role: "img", "aria-label": t("rail.cobrowse_dot"), hidden: true });
+    this.presenceDot = h("span", { class: "presence-dot", "aria-hidden": "true" });
+    this.railLive = railItem("livechat", "chat", t("rail.livechat"), this.railBadge);
+    this.railCobrowse = railItem("cobrowse", "cobrowse", t("rail.cobrowse"), this.cobrowseDot);
+    this.rail = h("nav", { class: "rail", "aria-label": t("rail.nav") },
+      h("div", { class: "rail__logo", "aria-hidden": "true", text: "e" }),
+      this.railLive,
+      this.railCobrowse,
       h("div", { class: "rail__spacer" }),
-      h("button", { class: "rail__item rail__me", type: "button", title: "Profile and settings", data: { view: "profile" },
-        "aria-label": "Profile and settings", on: { click: () => this.setView("profile") } },
-        h("span", { class: "avatar avatar--sm", text: initials(this.me.name) }), this.presenceDot),
-      h("button", { class: "rail__item", type: "button", title: "Sign out", "aria-label": "Sign out",
+      h("button", { class: "rail__item rail__me", type: "button", title: t("rail.profile"), data: { view: "profile" },
+        "aria-label": t("rail.profile"), on: { click: () => this.setView("profile") } },
+      h("span", { class: "avatar avatar--sm", "aria-hidden": "true", text: initials(this.me.name) }), this.presenceDot),
+      h("button", { class: "rail__item", type: "button", title: t("rail.logout"), "aria-label": t("rail.logout"),
         on: { click: () => this.onLogout() } }, icon("logout", 20)));
 
     this.sectionEls = new Map();
     this.badgeEls = new Map();
     const sectionIcons = { unassigned: "inbox", mine: "mine", team: "team", done: "done" };
     const items = SECTIONS.map((s) => {
-      const badge = h("span", { class: "badge", hidden: true });
+      const badge = h("span", { class: "badge", "aria-hidden": "true", hidden: true });
       this.badgeEls.set(s.id, badge);
       const el = h("button", { class: ["section", s.id === this.section && "is-active"], type: "button",
+        "aria-current": s.id === this.section ? "true" : null,
         data: { section: s.id }, on: { click: () => this.selectSection(s.id) } },
-        icon(sectionIcons[s.id], 18), h("span", { class: "section__label", text: s.label }), badge);
+      icon(sectionIcons[s.id], 18), h("span", { class: "section__label", text: t("section." + s.id) }), badge);
       this.sectionEls.set(s.id, el);
       return el;
     });
-    const search = h("input", { type: "search", class: "sections__search", placeholder: "Search conversations",
-      on: { input: debounce(() => this.search(search.value), 300) } });
-    const sections = h("nav", { class: "sections", "aria-label": "Live Chat" },
-      h("div", { class: "sections__title" }, h("span", { text: "Live Chat" })),
+    const search = h("input", { type: "search", class: "sections__search", placeholder: t("sections.search"),
+      "aria-label": t("sections.search"), value: this.searchText || "",
+      on: { input: debounce(() => this.search((this.searchText = search.value)), 300) } });
+    this.sectionsNav = h("nav", { class: "sections", "aria-labelledby": "sections-title" },
+      h("div", { class: "sections__title" }, h("h2", { id: "sections-title", text: t("sections.title") })),
       h("div", { class: "sections__list" }, items),
-      h("div", { class: "sections__searchbox" }, icon("search", 16), search));
+      h("div", { class: "sections__searchbox", role: "search" }, icon("search", 16), search));
+  }
 
+  buildLayout() {
+    this.requests = new Map();
+    this.buildChrome();
     this.list = new ConversationList(this);
-    this.convSlot = h("section", { class: "conv-slot" }, emptyConversation());
+    this.convSlot = h("section", { class: "conv-slot" }, emptyConversation(this.t));
     this.profile = new ProfileView(this);
     this.cobrowseView = h("div", { class: "view view--cobrowse" });
     this.cobrowse = new CobrowseConsole(this); // the view's content, the live replays (./cobrowse.js)
@@ -322,12 +388,15 @@ export class Console {
       profile: this.profile.el,
       cobrowse: this.cobrowseView,
     };
-    this.banner = h("div", { class: "banner", role: "status", hidden: true });
-    this.toasts = h("div", { class: "toasts", "aria-live": "polite" });
-    replace(this.root, h("div", { class: "console" },
-      this.rail, sections,
+    // connection state: said once when it drops and once when it is back
+    this.banner = h("div", { class: "banner", role: "status", "aria-live": "polite", hidden: true });
+    this.toasts = h("div", { class: "toasts" });
+    const shell = h("div", { class: "console" },
+      this.rail, this.sectionsNav,
       h("main", { class: "main" }, this.banner, Object.values(this.views)),
-      this.toasts));
+      this.toasts);
+    this.announce = announcer(shell);
+    replace(this.root, shell);
     this.setView("livechat");
     this.renderPresence();
     this.renderCobrowseView();
@@ -338,6 +407,7 @@ export class Console {
   }
 
   renderBadges() {
+    const t = this.t;
     let total = 0;
     for (const s of SECTIONS) {
       const c = this.counts[s.id];
@@ -348,21 +418,30 @@ export class Console {
       badge.textContent = n > 99 ? "99+" : String(n);
       badge.hidden = !n;
       badge.classList.toggle("badge--alert", s.id === "unassigned");
+      const label = t("section." + s.id);
+      const el = this.sectionEls.get(s.id);
+      if (n) el.setAttribute("aria-label", t.plural(s.id === "unassigned" ? "section.waiting" : "section.unread", n, { label }));
+      else el.removeAttribute("aria-label");
       if (s.id !== "team") total += n;
     }
     this.railBadge.textContent = total > 99 ? "99+" : String(total);
     this.railBadge.hidden = !total;
+    this.railLive.setAttribute("aria-label", total ? t.plural("rail.livechat_unread", total) : t("rail.livechat"));
   }
 
   renderPresence() {
     const status = this.me.status === "away" ? "away" : "online";
     this.presenceDot.className = "presence-dot presence-dot--" + status;
+    this.presenceDot.title = this.t("presence." + status);
     if (this.profile) this.profile.render();
   }
 
   renderCobrowseIndicator() {
     const active = [...this.requests.values()].some((r) => r.kind === "cobrowse" && (r.state === "accepted" || r.state === "active"));
     this.cobrowseDot.hidden = !active;
+    const label = active ? this.t("rail.cobrowse_live") : this.t("rail.cobrowse");
+    this.railCobrowse.setAttribute("aria-label", label);
+    this.railCobrowse.title = label;
     this.renderCobrowseView();
   }
 
@@ -375,13 +454,13 @@ export class Console {
     if (!online) {
       if (!this.hub.everConnected) return;
       this.banner.className = "banner banner--offline";
-      this.banner.textContent = "Reconnecting…";
+      this.banner.textContent = this.t("reconnecting");
       this.banner.hidden = false;
       return;
     }
     if (reconnect) {
       this.banner.className = "banner banner--online";
-      this.banner.textContent = "Back online";
+      this.banner.textContent = this.t("online_again");
       this.banner.hidden = false;
       this.bannerTimer = setTimeout(() => (this.banner.hidden = true), 2500);
     } else {
@@ -408,9 +487,16 @@ export class Console {
   }
 }
 
-function emptyConversation() {
+function emptyConversation(t) {
   return h("div", { class: "conv-empty" },
-    h("div", { class: "conv-empty__icon" }, icon("chat", 40)),
-    h("h2", { text: "No conversation selected" }),
-    h("p", { class: "muted", text: "Pick a conversation from the list, or wait for a new one: you will hear the ringtone." }));
+    h("div", { class: "conv-empty__icon", "aria-hidden": "true" }, icon("chat", 40)),
+    h("h2", { text: t("conv.empty_title") }),
+    h("p", { class: "muted", text: t("conv.empty_text") }));
+}
+
+/** What a screen reader hears of a new message: its text, or the attachment's name. */
+function announcedText(message, t) {
+  if (message.attachment && message.attachment.name) return message.attachment.name;
+  if (message.kind === "flow_answer" && message.flow_answer) return message.flow_answer.answer || message.body || "";
+  return (message.body || t("kind." + message.kind) || "").slice(0, 200);
 }

@@ -7,11 +7,12 @@ import { Composer } from "./composer.js";
 import { redirectDialog } from "./pickers.js";
 import { menu, toast } from "./ui.js";
 
+// The request buttons of the header (labels: `req.<kind>`); Request desktop opens a menu with Show screen.
 const REQUEST_BUTTONS = [
-  { kind: "call", icon: "phone", label: "Call" },
-  { kind: "video", icon: "camera", label: "Video call" },
-  { kind: "desktop", icon: "desktop", label: "Request desktop", menu: true },
-  { kind: "conference", icon: "conference", label: "Conference call" },
+  { kind: "call", icon: "phone" },
+  { kind: "video", icon: "camera" },
+  { kind: "desktop", icon: "desktop", menu: true },
+  { kind: "conference", icon: "conference" },
 ];
 
 /** Per request kind, what the console does once the customer accepts (filled in by media modules). */
@@ -25,8 +26,11 @@ export class ConversationPane {
     this.rendered = new Map(); // key -> element
     this.dismissed = new Set();
     this.header = h("header", { class: "conv__header" });
-    this.requestsEl = h("div", { class: "conv__requests", "aria-live": "polite" });
-    this.timeline = h("div", { class: "conv__timeline", role: "log", "aria-label": "Conversation" });
+    // Request changes and the customer's messages are announced by the console (app.announce): the
+    // regions are drawn again as a whole, so they are not live regions themselves.
+    this.requestsEl = h("div", { class: "conv__requests", role: "group", "aria-label": app.t("chip.live_requests") });
+    this.timeline = h("div", { class: "conv__timeline", role: "log", "aria-live": "off", tabindex: "0",
+      "aria-label": app.t("conv.timeline") });
     this.typingEl = h("div", { class: "conv__typing", "aria-live": "polite" });
     this.composer = new Composer(app, this);
     this.el = h("div", { class: "conv", data: { id: this.id } },
@@ -52,6 +56,7 @@ export class ConversationPane {
   // -- header ----------------------------------------------------------------------------------------
   renderHeader() {
     const app = this.app;
+    const t = app.t;
     const conv = this.conv;
     const visitor = conv.visitor || {};
     const name = app.visitorName(conv);
@@ -69,55 +74,73 @@ export class ConversationPane {
     // Someone else's conversation is handed over with the redirect control, not taken.
     const assign = open && !conv.assignee_id
       ? h("button", { class: "btn btn--primary", type: "button", id: "assign-to-me",
-        on: { click: () => this.assignToMe() } }, "Assign to me")
+        on: { click: () => this.assignToMe() } }, t("conv.assign"))
       : null;
     const assignee = conv.assignee
-      ? h("span", { class: "assignee", title: "Assignee" }, h("span", { class: "avatar avatar--xs", text: initials(conv.assignee.name) }),
-        h("span", { text: mine ? "You" : conv.assignee.name }))
+      ? h("span", { class: "assignee", title: t("conv.assignee") },
+        h("span", { class: "sr-only", text: t("conv.assignee") + ": " }),
+        h("span", { class: "avatar avatar--xs", "aria-hidden": "true", text: initials(conv.assignee.name) }),
+        h("span", { text: mine ? t("conv.you") : conv.assignee.name }))
       : null;
-    const redirect = h("button", { class: "iconbtn iconbtn--orange", type: "button", id: "redirect", title: "Redirect to an agent or a team",
-      "aria-label": "Redirect", on: { click: () => this.redirect() } }, icon("redirect", 20));
+    const redirect = h("button", { class: "iconbtn iconbtn--orange", type: "button", id: "redirect", title: t("conv.redirect_title"),
+      "aria-label": t("conv.redirect_title"), "aria-haspopup": "dialog", on: { click: () => this.redirect() } }, icon("redirect", 20));
+    const resolveLabel = open ? t("conv.resolve") : t("conv.resolved");
     const resolve = h("button", { class: ["iconbtn", "iconbtn--green", !open && "is-done"], type: "button", id: "resolve",
-      title: open ? "Resolve (move to Done)" : "Resolved", "aria-label": "Resolve", disabled: !open,
+      title: resolveLabel, "aria-label": resolveLabel, disabled: !open,
       on: { click: () => this.setStatus("done") } }, icon("check", 20));
-    const status = h("select", { class: "status-select", id: "status", "aria-label": "Status",
+    const status = h("select", { class: "status-select", id: "status",
       on: { change: (e) => this.setStatus(e.target.value) } },
-      h("option", { value: "open", text: "Open", selected: open }),
-      h("option", { value: "done", text: "Done", selected: !open }));
+      h("option", { value: "open", text: t("conv.status_open"), selected: open }),
+      h("option", { value: "done", text: t("conv.status_done"), selected: !open }));
     status.value = open ? "open" : "done";
 
+    // Drawn again on every change: keep the keyboard focus on the control that had it.
+    const active = document.activeElement;
+    const focused = active && this.header.contains(active) ? (active.id ? "#" + active.id
+      : active.dataset.kind ? `.reqbtn[data-kind="${active.dataset.kind}"]` : "") : "";
     replace(this.header,
       h("div", { class: "conv__who" },
-        h("span", { class: "avatar avatar--lg", text: initials(name) }),
+        h("span", { class: "avatar avatar--lg", "aria-hidden": "true", text: initials(name) }),
         h("div", {},
-          h("div", { class: "conv__name", text: name }),
+          h("h2", { class: "conv__name", text: name }),
           h("div", { class: "conv__sub" }, sub))),
       h("div", { class: "conv__actions" },
-        h("div", { class: "reqbtns", role: "group", "aria-label": "Requests" }, reqButtons),
-        h("span", { class: "divider" }),
+        h("div", { class: "reqbtns", role: "group", "aria-label": t("conv.requests") }, reqButtons),
+        h("span", { class: "divider", "aria-hidden": "true" }),
         assignee, assign, redirect, resolve,
-        h("label", { class: "status-label" }, h("span", { text: "Status" }), status)));
+        h("label", { class: "status-label" }, h("span", { text: t("conv.status") }), status)));
+    if (focused) {
+      const again = this.header.querySelector(focused);
+      if (again && !again.disabled) again.focus();
+      else if (focused === "#assign-to-me") this.focus(); // assigned: on to the input field
+    }
   }
 
   requestButton(b, open) {
     const latest = this.latestRequest(b.kind === "desktop" ? ["desktop", "show_screen"] : [b.kind]);
     const live = latest && isLive(latest);
     const state = live ? latest.state : "";
-    const btn = h("button", { class: ["reqbtn", state && "reqbtn--" + state], type: "button", title: b.label,
-      "aria-label": b.label, data: { kind: b.kind }, disabled: !open,
+    const t = this.app.t;
+    const base = b.menu ? t("req.desktop_menu") : t("req." + b.kind);
+    // the state is part of the name: "Call: Accepted" (the green indicator), "Call: Waiting for answer"
+    const label = state ? t("conv.request_state", { label: base, state: t("state." + state) }) : base;
+    const btn = h("button", { class: ["reqbtn", state && "reqbtn--" + state], type: "button", title: label,
+      "aria-label": label, data: { kind: b.kind }, disabled: !open, "aria-haspopup": b.menu ? "menu" : null,
+      "aria-expanded": b.menu ? "false" : null,
       on: { click: () => (b.menu ? this.desktopMenu(btn) : this.createRequest(b.kind)) } },
-      icon(b.icon, 19),
-      state === "pending" ? h("span", { class: "spinner spinner--xs" }) : null,
-      state === "accepted" || state === "active" ? h("span", { class: "green-dot" }) : null,
-      b.menu ? icon("chevronDown", 12) : null);
+    icon(b.icon, 19),
+    state === "pending" ? h("span", { class: "spinner spinner--xs", "aria-hidden": "true" }) : null,
+    state === "accepted" || state === "active" ? h("span", { class: "green-dot", role: "img", "aria-label": t("state." + state) }) : null,
+    b.menu ? icon("chevronDown", 12) : null);
     return btn;
   }
 
   desktopMenu(anchor) {
+    const t = this.app.t;
     menu(anchor, [
-      { label: "Request desktop", icon: "desktop", onSelect: () => this.createRequest("desktop") },
-      { label: "Show screen", icon: "screen", onSelect: () => this.createRequest("show_screen") },
-    ]);
+      { label: t("req.desktop"), icon: "desktop", onSelect: () => this.createRequest("desktop") },
+      { label: t("req.show_screen"), icon: "screen", onSelect: () => this.createRequest("show_screen") },
+    ], { label: t("req.desktop_menu") });
   }
 
   latestRequest(kinds) {
@@ -135,7 +158,7 @@ export class ConversationPane {
       this.app.onConversationUpdated(res.conversation);
       this.app.selectSection("mine");
     } catch (err) {
-      toast(this.app, err.code === "conflict" ? "Someone else took this conversation first." : err.message, "error");
+      toast(this.app, err.code === "conflict" ? this.app.t("conv.taken") : err.message, "error");
     }
   }
 
@@ -145,7 +168,7 @@ export class ConversationPane {
     try {
       const res = await this.app.hub.call("conversation.assign", { conversation_id: this.id, ...choice });
       this.app.onConversationUpdated(res.conversation);
-      toast(this.app, "Conversation redirected.", "success");
+      toast(this.app, this.app.t("conv.redirected"), "success");
     } catch (err) {
       toast(this.app, err.message, "error");
     }
@@ -190,19 +213,23 @@ export class ConversationPane {
       .sort((a, b) => (a.created_at < b.created_at ? -1 : 1));
     replace(this.requestsEl, reqs.map((r) => {
       const live = isLive(r);
-      const indicator = r.state === "pending" ? h("span", { class: "spinner" })
-        : r.state === "accepted" || r.state === "active" ? h("span", { class: "green-dot", title: t("state." + r.state) })
-          : h("span", { class: "grey-dot" });
+      const indicator = r.state === "pending" ? h("span", { class: "spinner", "aria-hidden": "true" })
+        : r.state === "accepted" || r.state === "active" ? h("span", { class: "green-dot", "aria-hidden": "true", title: t("state." + r.state) })
+          : h("span", { class: "grey-dot", "aria-hidden": "true" });
+      const kindLabel = t("kind." + r.kind);
       const action = live
         ? h("button", { class: "btn btn--small " + (r.state === "pending" ? "btn--ghost" : "btn--danger"), type: "button",
-          on: { click: () => this.endRequest(r) } }, r.state === "pending" ? "Cancel" : "End")
-        : h("button", { class: "iconbtn iconbtn--small", type: "button", "aria-label": "Dismiss",
-          on: { click: () => { this.dismissed.add(r.id); this.renderRequests(); } } }, icon("close", 14));
-      return h("div", { class: "reqchip reqchip--" + r.state, data: { kind: r.kind, state: r.state, id: r.id } },
-        indicator,
-        h("span", { class: "reqchip__kind", text: t("kind." + r.kind) }),
-        h("span", { class: "reqchip__state", text: t("state." + r.state) + (r.reason ? " (" + r.reason.replace(/_/g, " ") + ")" : "") }),
-        action);
+          "aria-label": t(r.state === "pending" ? "chip.cancel_label" : "chip.end_label", { kind: kindLabel }),
+          on: { click: () => this.endRequest(r) } }, r.state === "pending" ? t("chip.cancel") : t("chip.end"))
+        : h("button", { class: "iconbtn iconbtn--small", type: "button", "aria-label": t("chip.dismiss_label", { kind: kindLabel }),
+          title: t("chip.dismiss"), on: { click: () => { this.dismissed.add(r.id); this.renderRequests(); } } }, icon("close", 14));
+      const reason = r.reason ? " (" + (t.has("reason." + r.reason) ? t("reason." + r.reason) : r.reason.replace(/_/g, " ")) + ")" : "";
+      return h("div", { class: "reqchip reqchip--" + r.state, role: "group", "aria-label": kindLabel,
+        data: { kind: r.kind, state: r.state, id: r.id } },
+      indicator,
+      h("span", { class: "reqchip__kind", text: kindLabel }),
+      h("span", { class: "reqchip__state", text: t("state." + r.state) + reason }),
+      action);
     }));
     this.requestsEl.hidden = reqs.length === 0;
     this.renderHeader();

@@ -1,13 +1,15 @@
-// The conversation list of the selected Live Chat section (or of a search).
+// The conversation list of the selected Live Chat section (or of a search). Each conversation is a
+// button in a list item, so Tab, Enter and Space open it and screen readers hear its name and state.
 import { h, replace } from "../shared/dom.js";
 import { initials } from "../shared/render.js";
-import { shortTime } from "../shared/i18n.js";
+import { longTime } from "../shared/i18n.js";
 
+/** The sections, in order; their labels come from the catalogue (`section.<id>`). */
 export const SECTIONS = [
-  { id: "unassigned", label: "New/Unassigned" },
-  { id: "mine", label: "Mine" },
-  { id: "team", label: "Team" },
-  { id: "done", label: "Done" },
+  { id: "unassigned" },
+  { id: "mine" },
+  { id: "team" },
+  { id: "done" },
 ];
 
 /** Does `conv` belong in `section` for agent `me` (`teams`: a Set of team ids, or null for admins)? */
@@ -35,57 +37,67 @@ export class ConversationList {
   constructor(app) {
     this.app = app;
     this.searchResults = null;
-    this.title = h("h2", { class: "list__title" });
-    this.items = h("ul", { class: "list__items", role: "list" });
-    this.el = h("section", { class: "list", "aria-label": "Conversations" },
+    this.title = h("h2", { class: "list__title", id: "list-title" });
+    this.items = h("ul", { class: "list__items", "aria-labelledby": "list-title" });
+    this.el = h("section", { class: "list", "aria-labelledby": "list-title" },
       h("header", { class: "list__header" }, this.title), this.items);
   }
 
   render() {
     const app = this.app;
+    const t = app.t;
     const teams = app.myTeams();
     let convs;
     if (this.searchResults) {
-      this.title.textContent = "Search results";
+      this.title.textContent = t("list.search_results");
       convs = this.searchResults.map((id) => app.convs.get(id)).filter(Boolean);
     } else {
-      const section = SECTIONS.find((s) => s.id === app.section);
-      this.title.textContent = section ? section.label : "";
+      this.title.textContent = t("section." + app.section);
       convs = [...app.convs.values()].filter((c) => inSection(c, app.section, app.me, teams));
       convs.sort((a, b) => (stamp(a) < stamp(b) ? 1 : stamp(a) > stamp(b) ? -1 : 0));
     }
+    // keep the keyboard focus on the conversation that had it (the list is drawn again on every event)
+    const active = document.activeElement;
+    const focusedId = active && this.items.contains(active) ? active.dataset.id : null;
     if (convs.length === 0) {
-      replace(this.items, h("li", { class: "list__empty", text: this.searchResults ? "Nothing found." : "No conversations here." }));
+      replace(this.items, h("li", { class: "list__empty", text: this.searchResults ? t("list.nothing_found") : t("list.empty") }));
       return;
     }
     replace(this.items, convs.map((c) => this.item(c)));
+    if (focusedId) {
+      const again = this.items.querySelector(`.conv-item[data-id="${CSS.escape(focusedId)}"]`);
+      if (again) again.focus();
+    }
   }
 
   item(conv) {
     const app = this.app;
+    const t = app.t;
     const name = app.visitorName(conv);
     const unread = conv.unread || 0;
     const assignee = conv.assignee ? conv.assignee.name : "";
     const team = app.teams.get(conv.team_id);
-    const sub = conv.last_message_preview || conv.page_url || "New conversation";
-    return h("li", {
+    const sub = conv.last_message_preview || conv.page_url || t("list.new_conversation");
+    const time = stamp(conv);
+    return h("li", { class: "conv-row" }, h("button", {
+      type: "button",
       class: ["conv-item", conv.id === app.openId && "is-open", unread > 0 && "is-unread"],
       data: { id: conv.id },
-      tabindex: "0",
-      on: {
-        click: () => app.openConversation(conv.id),
-        keydown: (e) => e.key === "Enter" && app.openConversation(conv.id),
-      },
+      "aria-current": conv.id === app.openId ? "true" : null,
+      on: { click: () => app.openConversation(conv.id) },
     },
-      h("span", { class: "avatar", text: initials(name) }),
-      h("div", { class: "conv-item__body" },
-        h("div", { class: "conv-item__top" },
-          h("span", { class: "conv-item__name", text: name }),
-          h("span", { class: "conv-item__time", text: shortTime(stamp(conv)) })),
-        h("div", { class: "conv-item__preview", text: sub }),
-        h("div", { class: "conv-item__tags" },
-          team ? h("span", { class: "tag", text: team.name }) : null,
-          assignee ? h("span", { class: "tag tag--assignee", text: assignee }) : h("span", { class: "tag tag--new", text: conv.status === "done" ? "Done" : "Unassigned" }))),
-      unread > 0 ? h("span", { class: "badge badge--alert conv-item__badge", text: String(unread) }) : null);
+    h("span", { class: "avatar", "aria-hidden": "true", text: initials(name) }),
+    h("span", { class: "conv-item__body" },
+      h("span", { class: "conv-item__top" },
+        h("span", { class: "conv-item__name", text: name }),
+        time ? h("time", { class: "conv-item__time", datetime: time, title: longTime(time, t.lang), text: t.time(time) }) : null),
+      h("span", { class: "conv-item__preview", text: sub }),
+      h("span", { class: "conv-item__tags" },
+        team ? h("span", { class: "tag", text: team.name }) : null,
+        assignee ? h("span", { class: "tag tag--assignee", text: assignee })
+          : h("span", { class: "tag tag--new", text: conv.status === "done" ? t("list.done") : t("list.unassigned") }))),
+    unread > 0 ? h("span", { class: "badge badge--alert conv-item__badge" },
+      h("span", { "aria-hidden": "true", text: String(unread) }),
+      h("span", { class: "sr-only", text: t.plural("list.unread", unread) })) : null));
   }
 }

@@ -20,22 +20,25 @@ export class Notifier {
     if (sound) this.ring();
   }
 
+  /** The ringtone's notification as text: an alert that screen readers read at once, with an Open
+   * button (the whole card) and Dismiss. */
   toast(conv, redirected, note) {
     const app = this.app;
+    const t = app.t;
     const name = app.visitorName(conv);
-    const title = redirected ? "Conversation redirected to you" : "New conversation";
-    const preview = note || conv.last_message_preview || conv.page_url || "A customer is waiting.";
-    const close = h("button", { type: "button", class: "iconbtn iconbtn--small", "aria-label": "Dismiss",
-      on: { click: (e) => { e.stopPropagation(); this.stop(conv.id); } } }, icon("close", 14));
-    const el = h("div", { class: "toast toast--incoming", role: "alert", data: { conversation: conv.id }, tabindex: "0",
-      on: { click: () => app.openConversation(conv.id), keydown: (e) => e.key === "Enter" && app.openConversation(conv.id) } },
-      h("span", { class: "toast__ring" }, icon("bell", 18)),
-      h("span", { class: "avatar avatar--sm", text: initials(name) }),
-      h("span", { class: "toast__text" },
-        h("strong", { class: "toast__title", text: title }),
-        h("span", { class: "toast__name", text: name }),
-        h("span", { class: "toast__preview", text: preview })),
-      close);
+    const title = redirected ? t("notify.redirected") : t("notify.new");
+    const preview = note || conv.last_message_preview || conv.page_url || t("notify.waiting");
+    const close = h("button", { type: "button", class: "iconbtn iconbtn--small toast__dismiss", "aria-label": t("notify.dismiss"),
+      title: t("notify.dismiss"), on: { click: (e) => { e.stopPropagation(); this.stop(conv.id); } } }, icon("close", 14));
+    const open = h("button", { type: "button", class: "toast__open", "aria-label": t("notify.open", { name }) + ". " + title + ": " + preview,
+      on: { click: () => app.openConversation(conv.id) } },
+    h("span", { class: "toast__ring", "aria-hidden": "true" }, icon("bell", 18)),
+    h("span", { class: "avatar avatar--sm", "aria-hidden": "true", text: initials(name) }),
+    h("span", { class: "toast__text" },
+      h("strong", { class: "toast__title", text: title }),
+      h("span", { class: "toast__name", text: name }),
+      h("span", { class: "toast__preview", text: preview })));
+    const el = h("div", { class: "toast toast--incoming", role: "alert", data: { conversation: conv.id } }, open, close);
     app.toasts.prepend(el);
     return el;
   }
@@ -43,7 +46,9 @@ export class Notifier {
   systemNotification(conv, redirected) {
     if (!("Notification" in window) || Notification.permission !== "granted") return null;
     try {
-      const n = new Notification(redirected ? "Conversation redirected to you" : "New conversation", {
+      const t = this.app.t;
+      const n = new Notification(redirected ? t("notify.redirected") : t("notify.new"), {
+        lang: t.lang,
         body: this.app.visitorName(conv) + (conv.last_message_preview ? ": " + conv.last_message_preview : ""),
         tag: "conversation-" + conv.id,
         icon: "/favicon.svg",

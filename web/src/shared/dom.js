@@ -128,3 +128,19 @@ export function debounce(fn, ms) {
   wrapped.cancel = () => clearTimeout(timer);
   return wrapped;
 }
+
+/** A polite (or, for requests, assertive) announcement for screen readers, in a visually hidden region. */
+export function announcer(parent) {
+  const polite = h("div", { class: "sr-only", "aria-live": "polite", "aria-atomic": "false" });
+  const assertive = h("div", { class: "sr-only", "aria-live": "assertive", "aria-atomic": "false" });
+  parent.append(polite, assertive);
+  const say = (region, text) => {
+    const line = h("div", { text });
+    region.append(line);
+    setTimeout(() => line.remove(), 8000); // keep the region short; the text has been read by then
+  };
+  return {
+    polite: (text) => say(polite, text),
+    assertive: (text) => say(assertive, text),
+  };
+}

@@ -1,161 +1,62 @@
-// Strings of the two pages in English and French (the product was specified in French).
+// The message catalogue of the pages (console, widget, join page) and the formatting of dates, times,
+// durations and sizes for a language (Intl). One file per language in ./locales: adding a language is
+// adding its file and one import line below; a key missing in a language falls back to English.
+import en from "./locales/en.js";
+import fr from "./locales/fr.js";
 
-const STRINGS = {
-  en: {
-    "kind.cobrowse": "Co-browsing",
-    "kind.call": "Call",
-    "kind.video": "Video call",
-    "kind.desktop": "Desktop share",
-    "kind.show_screen": "Screen share",
-    "kind.conference": "Conference call",
-    "sys.conversation.started": "Conversation started",
-    "sys.conversation.assigned": "{agent_name} joined the conversation",
-    "sys.conversation.redirected_agent": "Conversation redirected to {agent_name}",
-    "sys.conversation.redirected_team": "Conversation redirected to team {team_name}",
-    "sys.conversation.done": "Conversation resolved",
-    "sys.conversation.reopened": "Conversation reopened",
-    "sys.request.pending": "{kind_label} requested",
-    "sys.request.accepted": "{kind_label} accepted",
-    "sys.request.active": "{kind_label} started",
-    "sys.request.declined": "{kind_label} declined",
-    "sys.request.cancelled": "{kind_label} cancelled",
-    "sys.request.expired": "{kind_label} request expired",
-    "sys.request.ended": "{kind_label} ended",
-    "sys.duration": " after {min} min {sec} s",
-    "state.pending": "Waiting for answer",
-    "state.accepted": "Accepted",
-    "state.active": "Active",
-    "state.declined": "Declined",
-    "state.cancelled": "Cancelled",
-    "state.expired": "Expired",
-    "state.ended": "Ended",
-    "msg.note": "Internal note",
-    "msg.flow": "Flow",
-    "msg.article": "Article",
-    "msg.download": "Download",
-    "msg.sending": "Sending…",
-    "msg.failed": "Not sent",
-    "msg.delivered": "Delivered",
-    "msg.read": "Read",
-    "flow.send": "Send",
-    "flow.done": "Thank you, your answers were sent.",
-    "flow.placeholder": "Your answer",
-    "customer": "Customer",
-    "visitor": "Visitor",
-    "system": "System",
-    "typing": "{name} is typing…",
-    "reconnecting": "Reconnecting…",
-    "online_again": "Back online",
-    "widget.title": "Chat with us",
-    "widget.subtitle": "We usually reply within a few minutes",
-    "widget.open": "Open chat",
-    "widget.close": "Close chat",
-    "widget.hello": "Hi there!",
-    "widget.hello_sub": "Ask us anything about your order, delivery or returns. A real person answers.",
-    "widget.name": "Your name (optional)",
-    "widget.first": "How can we help?",
-    "widget.start": "Start chat",
-    "widget.placeholder": "Write a message…",
-    "widget.attach": "Send a file",
-    "widget.send": "Send",
-    "widget.agent": "Support",
-    "widget.prompt.cobrowse": "{agent} would like to browse this page with you. They will see this page (passwords stay hidden).",
-    "widget.prompt.call": "{agent} would like to call you.",
-    "widget.prompt.video": "{agent} would like to start a video call with you.",
-    "widget.prompt.desktop": "{agent} asks you to share your screen.",
-    "widget.prompt.show_screen": "{agent} would like to show you their screen.",
-    "widget.prompt.conference": "{agent} invites you to a conference call.",
-    "widget.accept": "Accept",
-    "widget.decline": "Decline",
-    "widget.stop": "Stop",
-    "widget.active": "{kind} active",
-    "widget.new_chat": "Start a new conversation",
-    "widget.error": "Something went wrong: {message}",
-    "widget.upload_failed": "Upload failed: {message}",
-  },
-  fr: {
-    "kind.cobrowse": "Co-navigation",
-    "kind.call": "Appel",
-    "kind.video": "Appel vidéo",
-    "kind.desktop": "Partage du bureau",
-    "kind.show_screen": "Partage d'écran",
-    "kind.conference": "Conférence téléphonique",
-    "sys.conversation.started": "Conversation commencée",
-    "sys.conversation.assigned": "{agent_name} a rejoint la conversation",
-    "sys.conversation.redirected_agent": "Conversation redirigée vers {agent_name}",
-    "sys.conversation.redirected_team": "Conversation redirigée vers l'équipe {team_name}",
-    "sys.conversation.done": "Conversation résolue",
-    "sys.conversation.reopened": "Conversation rouverte",
-    "sys.request.pending": "{kind_label} demandé(e)",
-    "sys.request.accepted": "{kind_label} accepté(e)",
-    "sys.request.active": "{kind_label} commencé(e)",
-    "sys.request.declined": "{kind_label} refusé(e)",
-    "sys.request.cancelled": "{kind_label} annulé(e)",
-    "sys.request.expired": "{kind_label} : demande expirée",
-    "sys.request.ended": "{kind_label} terminé(e)",
-    "sys.duration": " après {min} min {sec} s",
-    "state.pending": "En attente de réponse",
-    "state.accepted": "Accepté",
-    "state.active": "Actif",
-    "state.declined": "Refusé",
-    "state.cancelled": "Annulé",
-    "state.expired": "Expiré",
-    "state.ended": "Terminé",
-    "msg.note": "Note interne",
-    "msg.flow": "Flow",
-    "msg.article": "Article",
-    "msg.download": "Télécharger",
-    "msg.sending": "Envoi…",
-    "msg.failed": "Non envoyé",
-    "msg.delivered": "Distribué",
-    "msg.read": "Lu",
-    "flow.send": "Envoyer",
-    "flow.done": "Merci, vos réponses ont été envoyées.",
-    "flow.placeholder": "Votre réponse",
-    "customer": "Client",
-    "visitor": "Visiteur",
-    "system": "Système",
-    "typing": "{name} écrit…",
-    "reconnecting": "Reconnexion…",
-    "online_again": "De nouveau en ligne",
-    "widget.title": "Discutez avec nous",
-    "widget.subtitle": "Nous répondons en général en quelques minutes",
-    "widget.open": "Ouvrir le chat",
-    "widget.close": "Fermer le chat",
-    "widget.hello": "Bonjour !",
-    "widget.hello_sub": "Posez-nous vos questions sur votre commande, la livraison ou les retours. Une vraie personne vous répond.",
-    "widget.name": "Votre nom (facultatif)",
-    "widget.first": "Comment pouvons-nous vous aider ?",
-    "widget.start": "Démarrer le chat",
-    "widget.placeholder": "Écrivez un message…",
-    "widget.attach": "Envoyer un fichier",
-    "widget.send": "Envoyer",
-    "widget.agent": "Support",
-    "widget.prompt.cobrowse": "{agent} souhaite naviguer sur cette page avec vous. Il verra cette page (les mots de passe restent masqués).",
-    "widget.prompt.call": "{agent} souhaite vous appeler.",
-    "widget.prompt.video": "{agent} souhaite démarrer un appel vidéo avec vous.",
-    "widget.prompt.desktop": "{agent} vous demande de partager votre écran.",
-    "widget.prompt.show_screen": "{agent} souhaite vous montrer son écran.",
-    "widget.prompt.conference": "{agent} vous invite à une conférence téléphonique.",
-    "widget.accept": "Accepter",
-    "widget.decline": "Refuser",
-    "widget.stop": "Arrêter",
-    "widget.active": "{kind} en cours",
-    "widget.new_chat": "Démarrer une nouvelle conversation",
-    "widget.error": "Une erreur est survenue : {message}",
-    "widget.upload_failed": "Échec de l'envoi : {message}",
-  },
-};
+/** Catalogues by language code (the first two letters of a BCP 47 tag). */
+const CATALOGUES = { en, fr };
 
-/** A translator for `locale` ("fr-CA" -> fr; unknown -> en). `t(key, params)` fills `{name}`. */
+/** The languages the pages speak: `[{code, name}]`, each named in its own language. */
+export const LANGUAGES = Object.entries(CATALOGUES).map(([code, table]) => ({ code, name: table["language.name"] || code }));
+
+/** The supported language of `locale` ("fr-CA" -> "fr"), or "" when there is none. */
+export function supportedLanguage(locale) {
+  const lang = String(locale || "").toLowerCase().split(/[-_]/)[0];
+  return CATALOGUES[lang] ? lang : "";
+}
+
+/** The first supported language among `candidates` (tags, in order of preference), else English. */
+export function pickLanguage(...candidates) {
+  for (const c of candidates.flat()) {
+    const lang = supportedLanguage(c);
+    if (lang) return lang;
+  }
+  return "en";
+}
+
+/** The browser's preferred supported language (navigator.languages, then navigator.language). */
+export function browserLanguage() {
+  if (typeof navigator === "undefined") return "en";
+  return pickLanguage(navigator.languages || [], navigator.language);
+}
+
+function fill(template, params) {
+  return template.replace(/\{(\w+)\}/g, (m, name) => (name in params ? String(params[name]) : m));
+}
+
+/**
+ * A translator for `locale` ("fr-CA" -> fr; unknown -> en): `t(key, params)` fills `{name}`;
+ * `t.plural(key, n, params)` picks `key.one` / `key.other` with Intl.PluralRules; `t.has(key)`;
+ * `t.lang` (the catalogue's code, also the tag given to Intl) and formatters `t.time(iso)`,
+ * `t.duration(seconds)`, `t.size(bytes)`, `t.list(items)`, `t.percent(fraction)`.
+ */
 export function translator(locale) {
-  const lang = String(locale || "en").toLowerCase().slice(0, 2);
-  const table = STRINGS[lang] || STRINGS.en;
-  const t = (key, params = {}) => {
-    const template = table[key] ?? STRINGS.en[key] ?? key;
-    return template.replace(/\{(\w+)\}/g, (m, name) => (name in params ? String(params[name]) : m));
+  const lang = supportedLanguage(locale) || "en";
+  const table = CATALOGUES[lang];
+  const t = (key, params = {}) => fill(table[key] ?? en[key] ?? key, params);
+  t.lang = lang;
+  t.has = (key) => key in table || key in en;
+  const plurals = new Intl.PluralRules(lang);
+  t.plural = (key, n, params = {}) => {
+    const form = key + "." + plurals.select(n);
+    return t(t.has(form) ? form : key + ".other", { n: new Intl.NumberFormat(lang).format(n), ...params });
   };
-  t.lang = STRINGS[lang] ? lang : "en";
+  t.time = (iso) => shortTime(iso, lang);
+  t.duration = (seconds) => formatDuration(seconds, lang);
+  t.size = (bytes) => fileSize(bytes, lang);
+  t.list = (items) => formatList(items, lang);
+  t.percent = (fraction) => new Intl.NumberFormat(lang, { style: "percent" }).format(Math.max(0, Math.min(1, fraction || 0)));
   return t;
 }
 
@@ -164,31 +65,79 @@ export function systemText(msg, t) {
   const code = msg.code;
   if (!code) return msg.body || "";
   const key = "sys." + code;
+  if (!t.has(key)) return msg.body || code;
   const params = { ...(msg.params || {}) };
-  if (params.kind) params.kind_label = t("kind." + params.kind);
+  if (params.kind) {
+    params.kind_label = t("kind." + params.kind);
+    params.e = t.has("kind." + params.kind + ".e") ? t("kind." + params.kind + ".e") : "";
+  } else {
+    params.e = "";
+  }
   const text = t(key, params);
-  if (text === key) return msg.body || code;
   if (code === "request.ended" && typeof params.duration_s === "number") {
-    const s = Math.floor(params.duration_s);
-    return text + t("sys.duration", { min: Math.floor(s / 60), sec: s % 60 });
+    return t("sys.duration", { text, duration: t.duration(params.duration_s) });
   }
   return text;
 }
 
-/** "14:05" today, "12 Mar 14:05" otherwise. */
+/** "14:05" today, "12 Mar, 14:05" otherwise, in `lang`. */
 export function shortTime(iso, lang = "en") {
   if (!iso) return "";
   const d = new Date(iso);
+  if (Number.isNaN(d.getTime())) return "";
   const now = new Date();
-  const time = d.toLocaleTimeString(lang, { hour: "2-digit", minute: "2-digit" });
-  if (d.toDateString() === now.toDateString()) return time;
-  return d.toLocaleDateString(lang, { day: "numeric", month: "short" }) + " " + time;
+  if (d.toDateString() === now.toDateString()) {
+    return new Intl.DateTimeFormat(lang, { hour: "2-digit", minute: "2-digit" }).format(d);
+  }
+  return new Intl.DateTimeFormat(lang, { day: "numeric", month: "short", hour: "2-digit", minute: "2-digit" }).format(d);
 }
 
-/** "12 KB" style sizes. */
-export function fileSize(bytes) {
+/** A full date and time for a tooltip ("Wednesday 25 November 2026, 14:05"). */
+export function longTime(iso, lang = "en") {
+  if (!iso) return "";
+  const d = new Date(iso);
+  if (Number.isNaN(d.getTime())) return "";
+  return new Intl.DateTimeFormat(lang, { dateStyle: "full", timeStyle: "short" }).format(d);
+}
+
+/** "3 min, 12 sec" / "3 min et 12 s": Intl.DurationFormat where the browser has it, else number units. */
+export function formatDuration(seconds, lang = "en") {
+  const total = Math.max(0, Math.floor(Number(seconds) || 0));
+  const parts = { hours: Math.floor(total / 3600), minutes: Math.floor((total % 3600) / 60), seconds: total % 60 };
+  if (typeof Intl.DurationFormat === "function") {
+    const shown = Object.fromEntries(Object.entries(parts).filter(([, v]) => v));
+    return new Intl.DurationFormat(lang, { style: "short" }).format(Object.keys(shown).length ? shown : { seconds: 0 });
+  }
+  const unit = (value, name) => new Intl.NumberFormat(lang, { style: "unit", unit: name, unitDisplay: "short" }).format(value);
+  const out = [];
+  if (parts.hours) out.push(unit(parts.hours, "hour"));
+  if (parts.minutes) out.push(unit(parts.minutes, "minute"));
+  if (parts.seconds || !out.length) out.push(unit(parts.seconds, "second"));
+  return out.join(" ");
+}
+
+/** A running call's clock ("3:12", "1:03:12"), with the locale's digits. */
+export function formatClock(seconds, lang = "en") {
+  const total = Math.max(0, Math.floor(Number(seconds) || 0));
+  const nf = new Intl.NumberFormat(lang, { minimumIntegerDigits: 2, useGrouping: false });
+  const h = Math.floor(total / 3600);
+  const m = Math.floor((total % 3600) / 60);
+  const s = total % 60;
+  return (h ? new Intl.NumberFormat(lang).format(h) + ":" : "") + (h ? nf.format(m) : new Intl.NumberFormat(lang).format(m)) + ":" + nf.format(s);
+}
+
+/** "12.3 kB" / "12,3 ko". */
+export function fileSize(bytes, lang = "en") {
   if (!Number.isFinite(bytes)) return "";
-  if (bytes < 1024) return bytes + " B";
-  if (bytes < 1024 * 1024) return (bytes / 1024).toFixed(bytes < 10240 ? 1 : 0) + " KB";
-  return (bytes / 1024 / 1024).toFixed(1) + " MB";
+  if (bytes < 1000) return translator(lang)("size.bytes", { n: new Intl.NumberFormat(lang).format(bytes) });
+  const [unit, value] = bytes < 1000 * 1000 ? ["kilobyte", bytes / 1000] : ["megabyte", bytes / 1000 / 1000];
+  return new Intl.NumberFormat(lang, { style: "unit", unit, unitDisplay: "short", maximumFractionDigits: value < 10 ? 1 : 0 })
+    .format(value);
+}
+
+/** "Alice, Bob and Carol" / "Alice, Bob et Carol". */
+export function formatList(items, lang = "en") {
+  const list = [...items].map(String);
+  if (typeof Intl.ListFormat === "function") return new Intl.ListFormat(lang, { type: "conjunction" }).format(list);
+  return list.join(", ");
 }

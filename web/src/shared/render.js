@@ -1,7 +1,8 @@
 // One timeline message as DOM, shared by the console and the widget (their CSS differs).
 // Every user-provided string goes through textContent; links are http(s) only.
 import { h, icon } from "./dom.js";
-import { fileSize, shortTime, systemText } from "./i18n.js";
+import { fileSize, longTime, shortTime, systemText } from "./i18n.js";
+import { downloadInto } from "./download.js";
 
 /** `url` if it is an http(s) URL (relative URLs resolve against `base`), else null. */
 export function safeUrl(url, base = location.href) {
@@ -39,7 +40,8 @@ export function renderMessage(msg, ctx) {
   const meta = h("div", { class: "msg__meta" },
     msg.kind === "note" ? h("span", { class: "msg__notelabel" }, icon("note", 12), t("msg.note")) : null,
     author ? h("span", { class: "msg__author", text: author }) : null,
-    h("span", { class: "msg__time", text: shortTime(msg.created_at, t.lang) }));
+    msg.created_at ? h("time", { class: "msg__time", datetime: msg.created_at, title: longTime(msg.created_at, t.lang),
+      text: shortTime(msg.created_at, t.lang) }) : null);
   const bubble = h("div", { class: "msg__bubble" }, content(msg, ctx));
   let status = null;
   if (msg.pending) status = h("div", { class: "msg__status", text: msg.failed ? t("msg.failed") : t("msg.sending") });
@@ -70,14 +72,27 @@ function content(msg, ctx) {
       return h("div", { class: "att att--audio" },
         h("audio", { src: ctx.asset(att.url), controls: true, preload: "metadata" }),
         fileLine(att, ctx));
-    case "file":
+    case "file": {
       if (!att) return text(msg.body);
-      return h("a", { class: "att att--file", href: ctx.asset(att.url), download: att.name || "file",
-        target: "_blank", rel: "noopener noreferrer" },
+      // A plain click downloads in the page with a progress bar (./download.js); a modified click
+      // (new tab, save link as...) is the browser's own download.
+      const href = ctx.asset(att.url);
+      const name = att.name || "file";
+      const box = h("div", { class: "att-box" });
+      const link = h("a", { class: "att att--file", href, download: name, target: "_blank", rel: "noopener noreferrer",
+        title: t("msg.download"),
+        on: { click: (e) => {
+          if (e.button !== 0 || e.ctrlKey || e.metaKey || e.shiftKey || e.altKey) return;
+          e.preventDefault();
+          downloadInto(box, href, name, t);
+        } } },
         icon("file", 28),
         h("span", { class: "att__info" },
-          h("span", { class: "att__name", text: att.name || "file" }),
-          h("span", { class: "att__size", text: [fileSize(att.size), att.mime].filter(Boolean).join(" · ") })));
+          h("span", { class: "att__name", text: name }),
+          h("span", { class: "att__size", text: [fileSize(att.size, t.lang), att.mime].filter(Boolean).join(" · ") })));
+      box.append(link);
+      return box;
+    }
     case "article":
       return articleCard(msg.article || { title: msg.body }, t);
     case "flow":
@@ -102,7 +117,7 @@ function fileLine(att, ctx) {
   return h("a", { class: "att__line", href: ctx.asset(att.url), download: att.name || "file", target: "_blank",
     rel: "noopener noreferrer" },
     h("span", { class: "att__name", text: att.name || "" }),
-    h("span", { class: "att__size", text: fileSize(att.size) }));
+    h("span", { class: "att__size", text: fileSize(att.size, ctx.t.lang) }));
 }
 
 /** An article card: title, summary, link (opens in a new tab). */

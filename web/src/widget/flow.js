@@ -41,30 +41,41 @@ export class FlowCard {
     if (key === this.current) return;
     this.current = key;
     const t = this.widget.t;
+    const root = this.el.getRootNode();
+    const hadFocus = !!(root && root.activeElement && this.el.contains(root.activeElement));
     if (!step) {
-      replace(this.stepBox, h("div", { class: "wflow__done", text: t("flow.done") }));
+      replace(this.stepBox, h("div", { class: "wflow__done", role: "status", text: t("flow.done") }));
+      if (hadFocus && this.widget.input) this.widget.input.focus();
       return;
     }
     const index = this.flow.steps.indexOf(step);
     const parts = [
-      h("div", { class: "wflow__progress", text: index + 1 + " / " + this.flow.steps.length }),
-      h("div", { class: "wflow__question", text: step.question || "" }),
+      h("div", { class: "wflow__progress", "aria-hidden": "true", text: index + 1 + " / " + this.flow.steps.length }),
+      h("div", { class: "wflow__question", id: "wflow-q-" + this.message.seq + "-" + step.id },
+        h("span", { class: "sr-only", text: t("flow.step", { n: index + 1, total: this.flow.steps.length }) + ": " }),
+        step.question || ""),
     ];
     const buttons = step.buttons || [];
     if (buttons.length) {
-      parts.push(h("div", { class: "wflow__buttons" }, buttons.map((label) => h("button", {
+      parts.push(h("div", { class: "wflow__buttons", role: "group", "aria-labelledby": "wflow-q-" + this.message.seq + "-" + step.id },
+        buttons.map((label) => h("button", {
         class: "wbtn wbtn--choice", type: "button", data: { answer: label },
         on: { click: () => this.answer(step, label) },
       }, label))));
     }
     if (step.free_text || !buttons.length) {
       const input = h("input", { class: "wflow__input", type: "text", maxlength: "2000", placeholder: t("flow.placeholder"),
+        "aria-label": (step.question || "") + " " + t("flow.placeholder"),
         on: { keydown: (e) => e.key === "Enter" && (e.preventDefault(), input.value.trim() && this.answer(step, input.value.trim())) } });
       parts.push(h("div", { class: "wflow__free" }, input,
         h("button", { class: "wbtn wbtn--primary", type: "button",
           on: { click: () => input.value.trim() && this.answer(step, input.value.trim()) } }, t("flow.send"))));
     }
     replace(this.stepBox, parts);
+    if (hadFocus) {
+      const next = this.stepBox.querySelector("button, input");
+      if (next) next.focus();
+    }
   }
 
   answer(step, text) {

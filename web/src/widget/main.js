@@ -1,6 +1,7 @@
 // The customer widget: one <script src=".../widget.js" data-server data-locale data-team> tag on any
 // site. Everything lives in a shadow DOM (its own styles, no leaks either way).
 import { Widget } from "./widget.js";
+import { pickLanguage } from "../shared/i18n.js";
 import widgetCss from "./widget.css";
 import messagesCss from "../shared/messages.css";
 import "./cobrowse.js"; // registers requestHandlers.cobrowse
@@ -15,7 +16,8 @@ import "./calls.js"; // registers requestHandlers for call, video, desktop, show
   server = (server || location.origin).replace(/\/+$/, "");
   const options = {
     server,
-    locale: attr("locale") || document.documentElement.lang || navigator.language || "en",
+    // the site's choice (data-locale), else the visitor's browser language
+    locale: pickLanguage(attr("locale"), navigator.languages || [], navigator.language),
     team: attr("team"),
     name: attr("name"),
     email: attr("email"),

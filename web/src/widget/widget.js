@@ -1,11 +1,12 @@
 // The widget's behaviour: visitor token, connection, conversation, timeline, composer, flows and
 // request prompts. All rendering goes through textContent (see ../shared/dom.js).
-import { h, icon, replace, clientId, debounce } from "../shared/dom.js";
+import { h, icon, replace, clientId, debounce, announcer } from "../shared/dom.js";
 import { Hub } from "../shared/hub.js";
 import { translator } from "../shared/i18n.js";
 import { ConversationModel, isLive } from "../shared/timeline.js";
 import { renderMessage } from "../shared/render.js";
-import { upload, kindFor } from "../shared/upload.js";
+import { systemText } from "../shared/i18n.js";
+import { startUpload, uploadView, uploadError, kindFor } from "../shared/upload.js";
 import { FlowCard } from "./flow.js";
 import { requestHandlers } from "./handlers.js";
 
@@ -103,22 +104,37 @@ export class Widget {
   // -- layout ----------------------------------------------------------------------------------------
   build() {
     const t = this.t;
-    this.badge = h("span", { class: "launcher__badge", hidden: true });
+    this.badge = h("span", { class: "launcher__badge", "aria-hidden": "true", hidden: true });
     this.launcher = h("button", { class: "launcher", type: "button", "aria-label": t("widget.open"), part: "launcher",
-      on: { click: () => this.setOpen(!this.isOpen) } }, h("span", { class: "launcher__icon" }, icon("chat", 28)), this.badge);
-    this.statusEl = h("div", { class: "wstatus", hidden: true, role: "status" });
-    this.activeBar = h("div", { class: "activebar", hidden: true });
+      "aria-controls": "rtc-panel", "aria-expanded": "false", on: { click: () => this.setOpen(!this.isOpen) } },
+    h("span", { class: "launcher__icon" }, icon("chat", 28)), this.badge);
+    // the connection state, said when it drops and when it is back
+    this.statusEl = h("div", { class: "wstatus", hidden: true, role: "status", "aria-live": "polite" });
+    this.activeBar = h("div", { class: "activebar", role: "group", "aria-label": t("widget.active_list"), hidden: true });
     this.body = h("div", { class: "wbody" });
-    this.panel = h("section", { class: "panel", role: "dialog", "aria-label": t("widget.title"), lang: t.lang },
-      h("header", { class: "panel__header" },
-        h("span", { class: "panel__logo" }, icon("chat", 22)),
-        h("div", { class: "panel__titles" },
-          h("div", { class: "panel__title", text: t("widget.title") }),
-          h("div", { class: "panel__subtitle" }, h("span", { class: "online-dot" }), t("widget.subtitle"))),
-        h("button", { class: "panel__close", type: "button", "aria-label": t("widget.close"),
-          on: { click: () => this.setOpen(false) } }, icon("close", 18))),
-      this.statusEl, this.activeBar, this.body);
-    this.root.append(h("div", { class: "rtc-widget" }, this.panel, this.launcher));
+    this.panel = h("section", { class: "panel", id: "rtc-panel", role: "dialog", "aria-labelledby": "rtc-panel-title", lang: t.lang,
+      on: { keydown: (e) => {
+        if (e.key === "Escape" && !e.defaultPrevented) {
+          e.preventDefault();
+          this.setOpen(false);
+          this.launcher.focus();
+        }
+      } } },
+    h("header", { class: "panel__header" },
+      h("span", { class: "panel__logo", "aria-hidden": "true" }, icon("chat", 22)),
+      h("div", { class: "panel__titles" },
+        h("h2", { class: "panel__title", id: "rtc-panel-title", text: t("widget.title") }),
+        h("div", { class: "panel__subtitle" }, h("span", { class: "online-dot", role: "img", "aria-label": t("widget.online") }),
+          t("widget.subtitle"))),
+      h("button", { class: "panel__close", type: "button", "aria-label": t("widget.close"), title: t("widget.close"),
+        on: { click: () => {
+          this.setOpen(false);
+          this.launcher.focus();
+        } } }, icon("close", 18))),
+    this.statusEl, this.activeBar, this.body);
+    const shell = h("div", { class: "rtc-widget", lang: t.lang }, this.panel, this.launcher);
+    this.announce = announcer(shell);
+    this.root.append(shell);
     this.renderBody();
   }
 
@@ -130,7 +146,7 @@ export class Widget {
     this.panel.hidden = !open;
     this.launcher.classList.toggle("is-open", open);
     replace(this.launcher, h("span", { class: "launcher__icon" }, icon(open ? "close" : "chat", open ? 24 : 28)), this.badge);
-    this.launcher.setAttribute("aria-label", open ? this.t("widget.close") : this.t("widget.open"));
+    this.launcher.setAttribute("aria-expanded", String(open));
     sessionStorage.setItem(this.openKey, open ? "1" : "0");
     if (open) {
       this.markRead();
@@ -144,14 +160,16 @@ export class Widget {
   renderBody() {
     if (!this.model) return replace(this.body, this.prechat());
     const t = this.t;
-    this.timeline = h("div", { class: "wtimeline", role: "log", "aria-label": t("widget.title") });
-    this.prompts = h("div", { class: "prompts", "aria-live": "assertive" });
+    // New messages and requests are announced by this.announce (the regions are drawn again as a whole).
+    this.timeline = h("div", { class: "wtimeline", role: "log", "aria-live": "off", tabindex: "0", "aria-label": t("widget.messages") });
+    this.prompts = h("div", { class: "prompts", role: "group", "aria-label": t("widget.prompts") });
     this.typingEl = h("div", { class: "wtyping", "aria-live": "polite" });
-    this.fileInput = h("input", { type: "file", hidden: true, on: { change: () => this.onFile() } });
+    this.fileInput = h("input", { type: "file", hidden: true, tabindex: "-1", on: { change: () => this.onFile() } });
     this.input = h("textarea", { class: "wcomposer__input", rows: "1", placeholder: t("widget.placeholder"),
       "aria-label": t("widget.placeholder"), on: { input: () => this.onInput(), keydown: (e) => this.onKey(e) } });
+    this.uploads = h("div", { class: "uploads" });
     replace(this.body,
-      this.timeline, this.typingEl, this.prompts,
+      this.timeline, this.typingEl, this.prompts, this.uploads,
       h("div", { class: "wcomposer" },
         h("button", { class: "wbtn wbtn--icon", type: "button", title: t("widget.attach"), "aria-label": t("widget.attach"),
           on: { click: () => this.fileInput.click() } }, icon("attach", 20)),
@@ -167,8 +185,9 @@ export class Widget {
   prechat() {
     const t = this.t;
     const name = h("input", { type: "text", name: "name", maxlength: "120", placeholder: t("widget.name"),
-      value: this.prefill.name || "", autocomplete: "name" });
-    const first = h("textarea", { name: "message", rows: "3", placeholder: t("widget.first"), required: true });
+      "aria-label": t("widget.name"), value: this.prefill.name || "", autocomplete: "name" });
+    const first = h("textarea", { name: "message", rows: "3", placeholder: t("widget.first"), "aria-label": t("widget.first"),
+      required: true });
     const error = h("div", { class: "prechat__error", role: "alert" });
     const submit = h("button", { class: "wbtn wbtn--primary", type: "submit", text: t("widget.start") });
     const form = h("form", { class: "prechat", on: { submit: async (e) => {
@@ -184,7 +203,7 @@ export class Widget {
       }
     } } },
       h("div", { class: "prechat__hello" },
-        h("span", { class: "prechat__icon" }, icon("chat", 20)),
+        h("span", { class: "prechat__icon", "aria-hidden": "true" }, icon("chat", 20)),
         h("div", {}, h("strong", { text: t("widget.hello") }), h("p", { text: t("widget.hello_sub") }))),
       this.visitor && this.visitor.name ? null : name,
       first, error, submit);
@@ -225,8 +244,9 @@ export class Widget {
       return;
     }
     this.hub.seen(message.conversation_id, message.seq);
-    this.model.add(message);
+    const fresh = this.model.add(message);
     if (message.author.kind === "agent") this.onTyping({ conversation_id: message.conversation_id, author: message.author, typing: false });
+    if (fresh && message.author.kind !== "customer") this.announceMessage(message);
     this.renderTimeline();
     this.afterNewMessages();
   }
@@ -241,6 +261,19 @@ export class Widget {
     this.afterNewMessages();
   }
 
+  /** Say a new message of the agent (or a system message) for screen readers. */
+  announceMessage(message) {
+    const t = this.t;
+    let text;
+    if (message.kind === "system") text = systemText(message, t);
+    else {
+      const body = (message.attachment && message.attachment.name) || (message.article && message.article.title)
+        || (message.flow && message.flow.name) || message.body || "";
+      text = t("announce.message", { name: message.author.name || t("widget.agent"), text: body.slice(0, 200) });
+    }
+    if (text) this.announce.polite(text);
+  }
+
   onConversation(conversation) {
     if (this.model && conversation.id === this.model.id) this.model.conversation = { ...this.model.conversation, ...conversation };
   }
@@ -251,6 +284,10 @@ export class Widget {
     if (!this.model.setRequest(request)) return;
     if (request.state === "pending" && !this.isOpen) this.setOpen(true);
     this.renderRequests();
+    if (request.state === "pending" && (!prev || prev.state !== "pending")) {
+      const agent = (this.model.conversation.assignee && this.model.conversation.assignee.name) || this.t("widget.agent");
+      this.announce.assertive(this.t("widget.prompt." + request.kind, { agent }));
+    }
     const handler = requestHandlers[request.kind];
     if (handler && handler.onUpdate) {
       try {
@@ -306,6 +343,8 @@ export class Widget {
     }
     this.badge.textContent = String(unread);
     this.badge.hidden = !unread;
+    const t = this.t;
+    this.launcher.setAttribute("aria-label", this.isOpen ? t("widget.close") : unread ? t.plural("widget.open_unread", unread) : t("widget.open"));
   }
 
   showStatus({ online, reconnect }) {
@@ -385,11 +424,14 @@ export class Widget {
     const reqs = [...this.model.requests.values()];
     const agent = (this.model.conversation.assignee && this.model.conversation.assignee.name) || t("widget.agent");
     const pending = reqs.filter((r) => r.state === "pending");
-    replace(this.prompts, pending.map((r) => h("div", { class: "prompt", role: "alertdialog", data: { id: r.id, kind: r.kind } },
-      h("div", { class: "prompt__icon" }, icon(KIND_ICONS[r.kind] || "cobrowse", 22)),
+    const focusedPrompt = this.root.activeElement && this.prompts.contains(this.root.activeElement)
+      ? this.root.activeElement.closest(".prompt").dataset.id + ":" + this.root.activeElement.dataset.action : "";
+    replace(this.prompts, pending.map((r) => h("div", { class: "prompt", role: "group", "aria-labelledby": "prompt-title-" + r.id,
+      "aria-describedby": "prompt-text-" + r.id, data: { id: r.id, kind: r.kind } },
+      h("div", { class: "prompt__icon", "aria-hidden": "true" }, icon(KIND_ICONS[r.kind] || "cobrowse", 22)),
       h("div", { class: "prompt__main" },
-        h("div", { class: "prompt__title", text: t("kind." + r.kind) }),
-        h("div", { class: "prompt__text", text: t("widget.prompt." + r.kind, { agent }) }),
+        h("h3", { class: "prompt__title", id: "prompt-title-" + r.id, text: t("kind." + r.kind) }),
+        h("div", { class: "prompt__text", id: "prompt-text-" + r.id, text: t("widget.prompt." + r.kind, { agent }) }),
         h("div", { class: "prompt__actions" },
           h("button", { class: "wbtn wbtn--ghost", type: "button", data: { action: "decline" },
             on: { click: (e) => this.respond(r, false, e.currentTarget) } }, t("widget.decline")),
@@ -397,10 +439,17 @@ export class Widget {
             on: { click: (e) => this.respond(r, true, e.currentTarget) } }, t("widget.accept")))))));
     const active = reqs.filter((r) => r.state === "accepted" || r.state === "active");
     replace(this.activeBar, active.map((r) => h("div", { class: "activebar__item", data: { id: r.id, kind: r.kind, state: r.state } },
-      h("span", { class: "green-dot" }),
+      h("span", { class: "green-dot", "aria-hidden": "true" }),
       h("span", { class: "activebar__text", text: t("widget.active", { kind: t("kind." + r.kind) }) }),
-      h("button", { class: "wbtn wbtn--stop", type: "button", on: { click: () => this.endRequest(r) } }, icon("stop", 14), t("widget.stop")))));
+      h("button", { class: "wbtn wbtn--stop", type: "button", "aria-label": t("widget.stop_label", { kind: t("kind." + r.kind) }),
+        on: { click: () => this.endRequest(r) } }, icon("stop", 14), t("widget.stop")))));
     this.activeBar.hidden = active.length === 0;
+    if (focusedPrompt) {
+      const [id, action] = focusedPrompt.split(":");
+      const again = this.prompts.querySelector(`.prompt[data-id="${CSS.escape(id)}"] button[data-action="${action}"]`);
+      if (again) again.focus();
+      else if (this.input) this.input.focus();
+    }
   }
 
   async respond(request, accept, button) {
@@ -488,15 +537,27 @@ export class Widget {
       });
   }
 
+  /** Upload with a progress bar and Cancel above the input field, then send the attachment. */
   async onFile() {
     const file = this.fileInput.files && this.fileInput.files[0];
     this.fileInput.value = "";
     if (!file || !this.model) return;
+    const t = this.t;
+    let job = null;
+    const view = uploadView(t, file, () => job && job.abort());
+    this.uploads.append(view.el);
+    job = startUpload(this.server, this.token, this.model.id, file, { onProgress: (sent, total) => view.update(sent, total) });
+    this.announce.polite(t("upload.progress", { name: file.name }));
     try {
-      const att = await upload(this.server, this.token, this.model.id, file);
+      const att = await job.promise;
+      view.update(1, 1);
       await this.send({ kind: kindFor(att), attachment_id: att.id });
     } catch (err) {
-      this.notice(this.t("widget.upload_failed", { message: err.message }));
+      if (err.code === "aborted") this.announce.polite(t("upload.cancelled", { name: file.name }));
+      else this.notice(uploadError(t, err));
+      if (this.input) this.input.focus();
+    } finally {
+      view.el.remove();
     }
   }
 }
