@@ -13,6 +13,7 @@ the duration on both pages.
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 from typing import Any
 
@@ -142,7 +143,7 @@ async def test_video_call_both_ways_then_hang_up(server: RunningServer, browser:
     agent_log = await timeline_text(agent, ".conv__timeline .msg--system")
     customer_log = await timeline_text(customer, ".wtimeline .msg--system")
     for log in (agent_log, customer_log):
-        assert "Video call started" in log and "Video call ended after 0 min" in log, log
+        assert "Video call started" in log and re.search(r"Video call ended after \d", log), log
     await actx.close()
     await cctx.close()
 

@@ -87,7 +87,7 @@ export class AgentCalls {
 
   /** Move the dock by a call's header (it floats over the conversation). */
   drag(e) {
-    if (e.button !== 0 || !e.target.closest(".call__head")) return;
+    if (e.button !== 0 || !e.target.closest(".call__head") || e.target.closest("button")) return;
     const dock = this.dock;
     const start = { x: e.clientX, y: e.clientY, right: parseFloat(getComputedStyle(dock).right),
       bottom: parseFloat(getComputedStyle(dock).bottom) };

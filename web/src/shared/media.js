@@ -278,13 +278,16 @@ export class Call {
   }
 
   // -- life cycle --------------------------------------------------------------------------------------
-  /** Acquire media and connect. For a screen publisher call this first thing in a click handler. */
-  async start() {
+  /**
+   * Acquire media (or use `media`, an `acquire()` promise started earlier, inside the user's click) and
+   * connect. A screen publisher without `media` must call this first thing in a click handler.
+   */
+  async start({ media: prepared = null } = {}) {
     if (this.state !== "idle" && this.state !== "ready") return;
     this.setState("acquiring");
     let media;
     try {
-      media = await acquire(this.plan);
+      media = await (prepared || acquire(this.plan));
     } catch (err) {
       // the screen picker was cancelled or refused
       this.setState("ready");
@@ -456,8 +459,11 @@ export class Call {
   }
 
   toggleLarge() {
-    this.el.classList.toggle("call--large");
-    this.renderControls();
+    const large = this.el.classList.toggle("call--large");
+    const label = large ? this.s("shrink") : this.s("expand");
+    this.expandBtn.title = label;
+    this.expandBtn.setAttribute("aria-label", label);
+    this.expandBtn.setAttribute("aria-pressed", String(large));
   }
 
   // -- UI ----------------------------------------------------------------------------------------------
@@ -473,12 +479,14 @@ export class Call {
     this.noticeEl = h("div", { class: "call__notice", role: "status", hidden: true });
     this.waitingEl = h("div", { class: "call__waiting" });
     this.controlsEl = h("div", { class: "call__controls", role: "group", "aria-label": this.s(this.kind) });
+    this.expandBtn = h("button", { class: "callbtn callbtn--icon", type: "button", title: this.s("expand"), "aria-label": this.s("expand"),
+      "aria-pressed": "false", data: { action: "expand" }, on: { click: () => this.toggleLarge() } }, callIcon("expand", 16));
     this.el = h("section", { class: ["call", "call--" + this.kind, "call--" + this.role], data: { request: this.id, kind: this.kind, state: this.state },
       "aria-label": this.s(this.kind) },
       h("header", { class: "call__head" },
         h("span", { class: "call__dot" }),
         h("div", { class: "call__heading" }, this.titleEl, this.peopleEl),
-        this.timerEl),
+        this.timerEl, this.expandBtn),
       h("div", { class: "call__stage" }, this.tilesEl, this.waitingEl, this.plan.conference ? null : this.selfEl),
       this.noticeEl,
       this.controlsEl);
@@ -525,7 +533,7 @@ export class Call {
   }
 
   renderWaiting() {
-    if (!this.waitingEl) return;
+    if (!this.waitingEl || !this.el) return;
     let text = "";
     if (this.state === "acquiring" || this.state === "connecting") text = this.s("connecting");
     else if (this.state === "ready") text = "";
@@ -533,6 +541,7 @@ export class Call {
     else if (!this.tiles.size) text = this.plan.conference ? this.s("waiting_people") : this.plan.recv.includes("video") && !this.plan.send.video ? this.s("waiting_screen") : "";
     this.waitingEl.textContent = text;
     this.waitingEl.hidden = !text;
+    this.el.classList.toggle("call--waiting", !this.tiles.size);
   }
 
   renderControls() {
@@ -561,8 +570,6 @@ export class Call {
       buttons.push(b);
     }
     if (this.extras) buttons.push(...[].concat(this.extras(this, btn) || []));
-    buttons.push(btn("expand", "expand", this.el && this.el.classList.contains("call--large") ? s("shrink") : s("expand"),
-      () => this.toggleLarge(), "callbtn--ghost"));
     buttons.push(btn("hangup", "hangup", this.plan.conference ? s("leave") : s("hangup"), () => this.hangup(), "callbtn--danger"));
     replace(this.controlsEl, buttons);
   }

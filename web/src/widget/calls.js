@@ -1,16 +1,22 @@
-// Calls in the widget: the tab whose customer clicked Accept joins (Request desktop: the screen picker
-// opens from that click), shows the call above the conversation, and every tab drops it when the request
-// ends. Hang up ends a call; in a conference it leaves the room (the others go on).
-import { Call, CALL_KINDS } from "../shared/media.js";
+// Calls in the widget: the tab whose customer clicked Accept joins, shows the call above the
+// conversation, and every tab drops it when the request ends. Hang up ends a call; in a conference it
+// leaves the room (the others go on). The camera, microphone or screen is asked for inside the Accept
+// click itself (a capturing listener on the widget's root, before the widget answers the request):
+// `getDisplayMedia` needs that user gesture, and the media is ready sooner.
+import { Call, CALL_KINDS, acquire, plan } from "../shared/media.js";
 import mediaCss from "../shared/media.css";
 import { requestHandlers } from "./handlers.js";
 
 const LIVE = new Set(["accepted", "active"]);
 
+const PREPARED_TTL_MS = 30000;
+
 class WidgetCalls {
   constructor(widget) {
     this.widget = widget;
     this.calls = new Map(); // request id -> Call
+    this.prepared = new Map(); // request id -> {media: acquire() promise, timer}
+    widget.root.addEventListener("click", (e) => this.onClick(e), true);
     this.el = document.createElement("div");
     this.el.className = "wcall";
     const style = document.createElement("style");
@@ -37,7 +43,28 @@ class WidgetCalls {
     return this.calls.get(requestId);
   }
 
-  /** Join `request` (this tab's customer just accepted it: we are inside the Accept click). */
+  /** An Accept click on a call prompt: ask for the media now, within the gesture. */
+  onClick(e) {
+    const button = e.target instanceof Element ? e.target.closest(".prompt button[data-action=accept]") : null;
+    const prompt = button && button.closest(".prompt");
+    if (!prompt || !CALL_KINDS.has(prompt.dataset.kind) || this.prepared.has(prompt.dataset.id)) return;
+    const id = prompt.dataset.id;
+    const media = acquire(plan(prompt.dataset.kind, "customer"));
+    media.catch(() => {}); // a refusal is handled by whoever uses it
+    // not used (the answer failed, another tab won): release the devices
+    const timer = setTimeout(() => this.release(id), PREPARED_TTL_MS);
+    this.prepared.set(id, { media, timer });
+  }
+
+  release(id) {
+    const entry = this.prepared.get(id);
+    if (!entry) return;
+    clearTimeout(entry.timer);
+    this.prepared.delete(id);
+    entry.media.then(({ stream }) => stream && stream.getTracks().forEach((t) => t.stop()), () => {});
+  }
+
+  /** Join `request` (this tab's customer just accepted it, with media asked for in the click). */
   start(request) {
     if (this.calls.has(request.id) || !this.widget.hub) return;
     const w = this.widget;
@@ -59,12 +86,18 @@ class WidgetCalls {
     this.calls.set(request.id, call);
     this.el.append(call.el);
     if (!w.isOpen) w.setOpen(true);
-    call.start(); // getDisplayMedia / getUserMedia first, while the click's activation lasts
+    const entry = this.prepared.get(request.id);
+    if (entry) {
+      clearTimeout(entry.timer);
+      this.prepared.delete(request.id);
+    }
+    call.start({ media: entry ? entry.media : null });
   }
 
   onUpdate(request) {
     const call = this.calls.get(request.id);
     if (call && !LIVE.has(request.state)) call.destroy(request.state);
+    if (!LIVE.has(request.state) && request.state !== "pending") this.release(request.id);
   }
 }
 
@@ -79,7 +112,7 @@ for (const kind of CALL_KINDS) {
       manager(widget).start(request);
     },
     onUpdate(widget, request) {
-      if (widget.calls) widget.calls.onUpdate(request);
+      manager(widget).onUpdate(request); // created at the prompt, so that the Accept click is seen
     },
   };
 }
