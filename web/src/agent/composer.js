@@ -33,7 +33,7 @@ export class Composer {
     this.t = t;
     this.input = h("textarea", { class: "composer__input", id: "composer-input", rows: "2",
       placeholder: t("composer.placeholder"), "aria-label": t("composer.label"), "aria-describedby": "composer-hint",
-      "aria-autocomplete": "list", "aria-controls": "textblock-popup", "aria-expanded": "false",
+      "aria-autocomplete": "list", "aria-controls": "textblock-popup",
       on: { input: () => this.onInput(), keydown: (e) => this.onKey(e), blur: () => setTimeout(() => document.activeElement !== this.input && this.closePopup(), 150) } });
     this.input.value = app.drafts?.get(pane.id) || "";
     const send = h("button", { class: "iconbtn iconbtn--primary", type: "button", id: "send", title: t("composer.send"),
@@ -185,13 +185,11 @@ export class Composer {
       if (active && active.scrollIntoView) active.scrollIntoView({ block: "nearest" });
     }
     this.popupEl.hidden = false;
-    this.input.setAttribute("aria-expanded", "true");
   }
 
   closePopup() {
     this.popup = null;
     this.popupEl.hidden = true;
-    this.input.setAttribute("aria-expanded", "false");
     this.input.removeAttribute("aria-activedescendant");
   }
 

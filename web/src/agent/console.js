@@ -349,7 +349,9 @@ export class Console {
       h("div", { class: "rail__spacer" }),
       h("button", { class: "rail__item rail__me", type: "button", title: t("rail.profile"), data: { view: "profile" },
         "aria-label": t("rail.profile"), on: { click: () => this.setView("profile") } },
-      h("span", { class: "avatar avatar--sm", "aria-hidden": "true", text: initials(this.me.name) }), this.presenceDot),
+      // initials drawn by CSS: the button's name is "Profile and settings", its visible text is none
+      h("span", { class: "avatar avatar--sm avatar--initials", "aria-hidden": "true", data: { initials: initials(this.me.name) } }),
+      this.presenceDot),
       h("button", { class: "rail__item", type: "button", title: t("rail.logout"), "aria-label": t("rail.logout"),
         on: { click: () => this.onLogout() } }, icon("logout", 20)));
 

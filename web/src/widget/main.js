@@ -4,6 +4,7 @@ import { Widget } from "./widget.js";
 import { pickLanguage } from "../shared/i18n.js";
 import widgetCss from "./widget.css";
 import messagesCss from "../shared/messages.css";
+import a11yCss from "../shared/a11y.css";
 import "./cobrowse.js"; // registers requestHandlers.cobrowse
 import "./calls.js"; // registers requestHandlers for call, video, desktop, show_screen, conference
 
@@ -29,7 +30,7 @@ import "./calls.js"; // registers requestHandlers for call, video, desktop, show
     document.body.appendChild(host);
     const root = host.attachShadow({ mode: "open" });
     const style = document.createElement("style");
-    style.textContent = messagesCss + "\n" + widgetCss;
+    style.textContent = messagesCss + "\n" + a11yCss + "\n" + widgetCss;
     root.appendChild(style);
     const widget = new Widget(root, options);
     window.__rtcEngageWidget = widget;
