@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import copy
 import sqlite3
 import weakref
 from collections.abc import AsyncIterator, Callable
@@ -56,6 +57,9 @@ __all__ = ["PREVIEW_CHARS", "SqliteStore", "WorkerStats"]
 
 T = TypeVar("T")
 
+CONVERSATION_CACHE_SIZE = 50_000
+"""Conversations kept in memory by the write-through cache (oldest entries go first)."""
+
 
 class SqliteStore:
     """The embedded :class:`~signaling.storage.base.Store` (see the module docstring for the design)."""
@@ -66,6 +70,7 @@ class SqliteStore:
         self.max_batch = max_batch
         self._worker: SqliteWorker | None = None
         self._locks: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
+        self._conversations: dict[str, Conversation] = {}
 
     @contextlib.asynccontextmanager
     async def lock(self, name: str) -> AsyncIterator[None]:
@@ -203,20 +208,38 @@ class SqliteStore:
 
     # -- conversations --------------------------------------------------------------------------------
 
+    # Conversations are read on every event (access checks) and this process is the file's only writer,
+    # so a write-through cache answers ``get_conversation`` without a trip to the writer thread. Every
+    # call that returns a conversation refreshes it, in the order the operations ran (futures resolve,
+    # and their tasks resume, in queue order); callers get copies, since services mutate what they get.
+
+    def _remember(self, conversation: Conversation) -> Conversation:
+        cache = self._conversations
+        if conversation.id not in cache and len(cache) >= CONVERSATION_CACHE_SIZE:
+            del cache[next(iter(cache))]
+        cache[conversation.id] = copy.copy(conversation)
+        return conversation
+
     async def create_conversation(self, conversation: Conversation) -> Conversation:
         """Store a new conversation as given (``Conflict`` on a taken id)."""
         row = s.conversation_row(conversation)
-        return await self._write(ops.insert, "conversations", conversation.id, row, s.conversation_from)
+        created = await self._write(ops.insert, "conversations", conversation.id, row, s.conversation_from)
+        return self._remember(created)
 
     async def get_conversation(self, conversation_id: str) -> Conversation | None:
         """The conversation, or None."""
-        return await self._read(ops.get_one, "conversations", conversation_id, s.conversation_from)
+        cached = self._conversations.get(conversation_id)
+        if cached is not None:
+            return copy.copy(cached)
+        found = await self._read(ops.get_one, "conversations", conversation_id, s.conversation_from)
+        return self._remember(found) if found is not None else None
 
     async def update_conversation(
         self, conversation: Conversation, *, expected_assignee: str | None | _Any = ANY
     ) -> Conversation:
         """Write status, assignee, team, updated_at, language, page_url; compare-and-set on the assignee."""
-        return await self._write(conversations.update_conversation, conversation, expected_assignee)
+        updated = await self._write(conversations.update_conversation, conversation, expected_assignee)
+        return self._remember(updated)
 
     async def list_conversations(self, query: ConversationQuery) -> list[Conversation]:
         """Filtered, newest activity first, after the ``before`` cursor."""
@@ -236,7 +259,9 @@ class SqliteStore:
 
     async def append_message(self, message: Message) -> AppendResult:
         """Store with the next ``seq`` and update the counters; idempotent on ``client_id``."""
-        return await self._write(conversations.append_message, message)
+        result = await self._write(conversations.append_message, message)
+        self._remember(result.conversation)
+        return result
 
     async def list_messages(
         self, conversation_id: str, *, after_seq: int = 0, include_notes: bool = True, limit: int = 1000
@@ -248,7 +273,8 @@ class SqliteStore:
         self, conversation_id: str, side: str, *, delivered_seq: int = 0, read_seq: int = 0
     ) -> Conversation:
         """Raise a side's delivered/read marks (capped at ``last_seq``); agent reads recompute ``unread``."""
-        return await self._write(conversations.mark_receipt, conversation_id, side, delivered_seq, read_seq)
+        updated = await self._write(conversations.mark_receipt, conversation_id, side, delivered_seq, read_seq)
+        return self._remember(updated)
 
     # -- requests -------------------------------------------------------------------------------------
 

@@ -215,15 +215,40 @@ async def test_batches_are_capped_at_max_batch(tmp_path: Path) -> None:
 
 
 async def test_reads_see_writes_queued_before_them(sqlite_store: SqliteStore) -> None:
-    """A read queued after a write in the same batch sees that write (operations run in order)."""
+    """A read queued after a write in the same batch sees that write (operations run in order).
+    (Conversations are answered from the write-through cache instead: see the next test.)"""
     seed = Seed(sqlite_store)
     conv = await seed.conversation()
     gate = Gate(sqlite_store)
     await gate.hold()
-    tasks = await submitted(seed.message(conv.id), sqlite_store.get_conversation(conv.id))
+    tasks = await submitted(seed.message(conv.id), sqlite_store.list_messages(conv.id))
     await gate.release()
     _, seen = await asyncio.gather(*tasks)
-    assert seen.last_seq == 1
+    assert [m.seq for m in seen] == [1]
+
+
+async def test_conversation_cache_follows_every_write(sqlite_store: SqliteStore) -> None:
+    """get_conversation is served from memory, and every write that returns a conversation refreshes it;
+    callers get copies (mutating one changes neither the cache nor the file)."""
+    seed = Seed(sqlite_store)
+    conv = await seed.conversation()
+    await seed.message(conv.id)
+    assert (await sqlite_store.get_conversation(conv.id)).last_seq == 1
+    got = await sqlite_store.get_conversation(conv.id)
+    got.status = "done"
+    assert (await sqlite_store.get_conversation(conv.id)).status == "open"
+    await sqlite_store.update_conversation(got)
+    assert (await sqlite_store.get_conversation(conv.id)).status == "done"
+    await sqlite_store.mark_receipt(conv.id, "customer", read_seq=1)
+    assert (await sqlite_store.get_conversation(conv.id)).customer_read_seq == 1
+    await sqlite_store.close()
+    reopened = SqliteStore(sqlite_store.path)
+    await reopened.open()
+    try:
+        fresh = await reopened.get_conversation(conv.id)
+        assert (fresh.status, fresh.last_seq, fresh.customer_read_seq) == ("done", 1, 1)
+    finally:
+        await reopened.close()
 
 
 async def test_event_loop_runs_while_the_thread_is_busy(sqlite_store: SqliteStore) -> None:
