@@ -200,7 +200,8 @@ async def test_desktop_share_then_show_screen(server: RunningServer, browser: Br
 async def test_three_party_conference_with_a_guest_by_link(server: RunningServer, browser: Browser) -> None:
     """Conference: the agent and the customer join, the agent's invite link lets a guest join from the
     join page with camera and microphone; every page decodes the two others' video and receives their
-    audio, with the publishers' names on the tiles; leaving one by one ends the room when the last leaves."""
+    audio, with the publishers' names on the tiles; the guest and the customer leave while the agent stays,
+    the guest joins again, and the agent's End closes the room for everyone, the guest's page included."""
     actx, agent, cctx, customer = await chat(browser, server, "Cleo Conf")
     await ask_and_accept(agent, customer, "conference")
     await agent.click(".calldock [data-action=invite-link]")
@@ -239,8 +240,14 @@ async def test_three_party_conference_with_a_guest_by_link(server: RunningServer
     await wait_js(agent, f"{AGENT_CALL}.tiles.size === 1")  # the guest's tile is gone
     await customer.click(".wcall [data-action=hangup]")
     await wait_js(agent, f"{AGENT_CALL}.tiles.size === 0")
-    await agent.wait_for_selector(".reqchip[data-kind=conference][data-state=active]")
-    await agent.click(".calldock [data-action=hangup]")
+    await agent.wait_for_selector(
+        ".reqchip[data-kind=conference][data-state=active]"
+    )  # the agent is still in
+    await guest.click("button:has-text('Join again')")
+    await guest.click("button[type=submit]")  # the name is remembered
+    await wait_media(guest, GUEST_CALL, videos=1, audios=1)
+    await agent.click(".reqchip[data-kind=conference] .btn--danger")  # End: for everyone
+    await guest.wait_for_selector("text=The conference call has ended.")  # told by its peer closing
     await agent.wait_for_selector(".reqchip[data-kind=conference][data-state=ended]")
     await agent.wait_for_selector(".msg--system:has-text('Conference call ended after')")
     await actx.close()

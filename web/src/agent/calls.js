@@ -65,6 +65,7 @@ export class AgentCalls {
         this.refreshChips();
       },
       onShareRefused: () => toast(app, this.s("share_refused"), "error"),
+      onPeerGone: (c) => c.destroy("dropped"), // the chip offers Join again while the request lives
     });
     this.calls.set(request.id, call);
     this.dock.append(call.el);

@@ -123,6 +123,21 @@ export class CallPeer {
       const answer = await this.hub.call("rtc.offer", { request_id: this.requestId, sdp: pc.localDescription.sdp, type: "offer" }, 15000);
       if (this.closed) return;
       await pc.setRemoteDescription({ type: "answer", sdp: answer.sdp });
+      this.watchTransport();
+    });
+  }
+
+  /** The server closing the connection (DTLS close_notify) is "closed" at once; the ICE timeout that
+   * would say it too takes about 15 s. */
+  watchTransport() {
+    const pc = this.pc;
+    const parts = [...pc.getSenders(), ...pc.getReceivers()];
+    const transport = parts.map((p) => p.transport).find(Boolean);
+    if (!transport) return;
+    transport.addEventListener("statechange", () => {
+      if (!this.closed && (transport.state === "closed" || transport.state === "failed") && this.onState) {
+        this.onState("closed");
+      }
     });
   }
 
@@ -327,6 +342,8 @@ export class Call {
 
   /** Hang up (the UI's button): ends a 1:1 request, leaves a conference. */
   async hangup() {
+    if (this.state === "ended" || this.hangingUp) return;
+    this.hangingUp = true; // the server closing our peer now is our own doing
     const fn = this.onHangup || ((call) => call.hub.call(call.plan.conference ? "conference.leave" : "request.end",
       call.plan.conference ? { request_id: call.id } : { request_id: call.id, reason: "hangup" }));
     try {
@@ -363,7 +380,7 @@ export class Call {
       this.tick();
       this.setState("live");
     } else if (state === "failed" || state === "closed") {
-      if (this.state !== "ended") {
+      if (this.state !== "ended" && !this.hangingUp) {
         this.notice(this.s(state === "failed" ? "failed" : "ended"));
         this.setState("failed");
         if (this.onPeerGone) this.onPeerGone(this, state);
