@@ -242,7 +242,8 @@ class ClusterMediaGateway:
             return result
         error = reply.get("error") or {}
         cls = _ERRORS.get(str(error.get("code")), DomainError)
-        raise cls(str(error.get("message", "media call failed")))
+        details = error.get("details")
+        raise cls(str(error.get("message", "media call failed")), **(details if isinstance(details, dict) else {}))
 
     # -- the owner's side -------------------------------------------------------------------------------
 
