@@ -198,12 +198,24 @@ async def test_desktop_share_then_show_screen(server: RunningServer, browser: Br
 
 
 async def test_three_party_conference_with_a_guest_by_link(server: RunningServer, browser: Browser) -> None:
-    """Conference: the agent and the customer join, the agent's invite link lets a guest join from the
+    """Conference: the agent and the customer join; a colleague invited from "Add people" joins from his
+    console's invitation and receives media, then leaves; the agent's invite link lets a guest join from the
     join page with camera and microphone; every page decodes the two others' video and receives their
     audio, with the publishers' names on the tiles; the guest and the customer leave while the agent stays,
     the guest joins again, and the agent's End closes the room for everyone, the guest's page included."""
     actx, agent, cctx, customer = await chat(browser, server, "Cleo Conf")
+    bctx, bob, _ = await new_page(browser, 1280, 800)
+    bob.set_default_timeout(15000)
+    await agent_login(bob, server.url, "bob@example.com")
     await ask_and_accept(agent, customer, "conference")
+    # a colleague: invited from "Add people", joins from the invitation in his console, then leaves
+    await agent.click(".calldock [data-action=add-people]")
+    await agent.click(".callpop__row:has-text('Bob Durand') [data-action=invite]")
+    await bob.click(".callinvite:has-text('Alice Martin invites you') [data-action=join]")
+    await wait_media(bob, AGENT_CALL, videos=1, audios=1)
+    await bob.click(".calldock [data-action=hangup]")
+    await bob.wait_for_selector(".calldock .call", state="detached")
+    await bctx.close()
     await agent.click(".calldock [data-action=invite-link]")
     await agent.wait_for_selector(".callpop[data-ready='1']")
     url = await agent.input_value(".calllink__url")
