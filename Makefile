@@ -10,7 +10,7 @@ DATA ?= ./data
 APT_GET := $(shell command -v apt-get 2>/dev/null)
 SUDO := $(shell [ "$$(id -u)" = "0" ] || echo sudo)
 
-.PHONY: run test venv web system-deps lint typecheck bench clean docker node-deps
+.PHONY: run test venv web system-deps lint typecheck bench clean docker node-deps soak
 
 run: venv web
 	$(BIN)/rtc-server serve --demo --host $(HOST) --port $(PORT) --data-dir $(DATA)
@@ -56,6 +56,10 @@ test: system-deps venv web node-deps
 
 bench: system-deps venv web
 	$(BIN)/python -m bench
+
+# tests/reliability at soak sizes (RTC_SOAK=1: longer storms, more kills, more rounds); prints FIGURE lines.
+soak: system-deps venv web
+	RTC_SOAK=1 $(BIN)/python -m pytest tests/reliability -q -s -p no:cacheprovider
 
 docker:
 	docker build -t rtc-engage .
