@@ -160,3 +160,83 @@ async def test_console_widget_and_cobrowse_view_have_no_serious_violations(
     assert awatch.errors == [] and cwatch.errors == []
     await actx.close()
     await cctx.close()
+
+
+async def active(page: Page, shadow: bool = False) -> dict[str, Any]:
+    """What has the keyboard focus: ``{tag, id, cls, kind, inModal}`` (inside the widget's shadow root if ``shadow``)."""
+    return await page.evaluate(
+        """shadow => {
+            let el = document.activeElement;
+            if (shadow) el = document.getElementById('rtc-engage-widget').shadowRoot.activeElement;
+            if (!el) return {};
+            return { tag: el.tagName.toLowerCase(), id: el.id, cls: el.className || '', kind: el.dataset.kind || '',
+                     action: el.dataset.action || '', inModal: !!el.closest('.modal') };
+        }""",
+        shadow,
+    )
+
+
+async def test_keyboard_only(server: RunningServer, browser: Browser) -> None:
+    """The widget and the console driven by the keyboard alone: the launcher opens the chat with the
+    focus in its field, Enter starts the conversation, Escape closes and gives the focus back to the
+    launcher; in the console Enter opens a conversation (focus to the input field) and assigns it,
+    `#` + arrows + Enter insert a text block, arrows move in the attachment toolbar, the redirect
+    dialog keeps Tab inside and Escape returns the focus to its button."""
+    base = server.url
+    cctx, customer, cwatch = await open_page(browser, 1200, 800)
+    actx, agent, awatch = await open_page(browser)
+
+    await customer.goto(base + "/demo")
+    await customer.focus("#rtc-engage-widget .launcher")
+    await customer.keyboard.press("Enter")
+    await customer.wait_for_selector(".prechat textarea")
+    await poll(customer, "() => document.getElementById('rtc-engage-widget').shadowRoot.activeElement")
+    assert (await active(customer, shadow=True))["tag"] == "textarea"
+    await customer.keyboard.type("Typed with the keyboard only")
+    await customer.keyboard.press("Enter")
+    await customer.wait_for_selector(".wtimeline .msg--mine:not(.msg--pending)")
+    await customer.keyboard.press("Escape")
+    await customer.wait_for_selector(".panel", state="hidden")
+    assert "launcher" in (await active(customer, shadow=True))["cls"]
+    assert await customer.get_attribute(".launcher", "aria-expanded") == "false"
+
+    await login(agent, base)
+    await agent.focus(".conv-item")
+    await agent.keyboard.press("Enter")
+    await agent.wait_for_selector("#assign-to-me")
+    await poll(agent, "() => document.activeElement && document.activeElement.id === 'composer-input'")
+    await agent.focus("#assign-to-me")
+    await agent.keyboard.press("Enter")
+    await agent.wait_for_selector(".conv__header .assignee")
+    assert (await active(agent))["id"] == "composer-input"  # assigned: on to the input field
+
+    await agent.keyboard.type("#")
+    await agent.wait_for_selector("#textblock-popup .tbpopup__item")
+    await agent.keyboard.press("ArrowDown")
+    chosen = await agent.get_attribute("#textblock-popup .tbpopup__item.is-active", "id")
+    assert await agent.get_attribute("#composer-input", "aria-activedescendant") == chosen
+    await agent.keyboard.press("Enter")
+    assert (await agent.input_value("#composer-input")).strip()
+    await agent.fill("#composer-input", "")
+
+    await agent.focus(".attachbar__btn[data-action=article]")
+    await agent.keyboard.press("ArrowRight")
+    assert (await active(agent))["action"] == "image"
+    await agent.keyboard.press("ArrowLeft")
+    await agent.keyboard.press("ArrowLeft")
+    assert (await active(agent))["action"] == "chatblock"
+
+    await agent.focus("#redirect")
+    await agent.keyboard.press("Enter")
+    await agent.wait_for_selector(".modal[role=dialog]")
+    assert (await active(agent))["inModal"]
+    for _ in range(12):
+        await agent.keyboard.press("Tab")
+        assert (await active(agent))["inModal"]
+    await agent.keyboard.press("Escape")
+    await agent.wait_for_selector(".modal", state="detached")
+    assert (await active(agent))["id"] == "redirect"
+
+    assert awatch.errors == [] and cwatch.errors == []
+    await actx.close()
+    await cctx.close()

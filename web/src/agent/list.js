@@ -2,7 +2,7 @@
 // button in a list item, so Tab, Enter and Space open it and screen readers hear its name and state.
 import { h, replace } from "../shared/dom.js";
 import { initials } from "../shared/render.js";
-import { longTime } from "../shared/i18n.js";
+import { longTime, systemText } from "../shared/i18n.js";
 
 /** The sections, in order; their labels come from the catalogue (`section.<id>`). */
 export const SECTIONS = [
@@ -70,6 +70,17 @@ export class ConversationList {
     }
   }
 
+  /** The last message in the reader's language when the conversation is loaded (the server's preview
+   * of a system message is its English text), else the server's preview. */
+  preview(conv) {
+    const model = this.app.models.get(conv.id);
+    if (!model || !model.loaded) return conv.last_message_preview;
+    const last = [...model.messages.values()].filter((m) => m.kind !== "note").sort((a, b) => b.seq - a.seq)[0];
+    if (!last) return conv.last_message_preview;
+    if (last.kind === "system") return systemText(last, this.app.t);
+    return (last.attachment && last.attachment.name) || (last.article && last.article.title) || last.body || conv.last_message_preview;
+  }
+
   item(conv) {
     const app = this.app;
     const t = app.t;
@@ -77,7 +88,7 @@ export class ConversationList {
     const unread = conv.unread || 0;
     const assignee = conv.assignee ? conv.assignee.name : "";
     const team = app.teams.get(conv.team_id);
-    const sub = conv.last_message_preview || conv.page_url || t("list.new_conversation");
+    const sub = this.preview(conv) || conv.page_url || t("list.new_conversation");
     const time = stamp(conv);
     return h("li", { class: "conv-row" }, h("button", {
       type: "button",

@@ -86,6 +86,7 @@ export class Widget {
     } catch (err) {
       return;
     }
+    if (this.model) return; // started here meanwhile
     const convs = res.conversations || [];
     if (!convs.length) return this.renderBody();
     convs.sort((a, b) => ((a.updated_at || "") < (b.updated_at || "") ? 1 : -1));
@@ -158,6 +159,7 @@ export class Widget {
   }
 
   renderBody() {
+    const hadFocus = !!(this.root.activeElement && this.body.contains(this.root.activeElement));
     if (!this.model) return replace(this.body, this.prechat());
     const t = this.t;
     // New messages and requests are announced by this.announce (the regions are drawn again as a whole).
@@ -180,6 +182,7 @@ export class Widget {
     this.rendered = new Map();
     this.renderTimeline();
     this.renderRequests();
+    if (hadFocus) this.input.focus(); // drawn anew: the keyboard focus stays in the chat
   }
 
   prechat() {
@@ -234,6 +237,7 @@ export class Widget {
     if (this.team) payload.team_id = this.team;
     const res = await this.hub.call("conversation.start", payload, 15000);
     this.useConversation(res.conversation);
+    if (this.input) this.input.focus(); // the form the focus was in is gone: on to the input field
     await this.hub.sync(res.conversation.id, 0);
   }
 
