@@ -98,7 +98,10 @@ class Target:
             self.answers["ok"] += 1
             return
         err = res.get("error")
-        code = err.get("code") if isinstance(err, dict) else None
+        if not isinstance(err, dict):
+            problems.append(f"{what}: no error object: {str(res)[:200]}")
+            return
+        code = err.get("code")
         self.answers[str(code)] += 1
         if code not in STABLE_CODES or not isinstance(err.get("message"), str) or not err["message"]:
             problems.append(f"{what}: {str(res)[:300]}")
@@ -512,6 +515,7 @@ async def _sdp_round(t: Target, rng: random.Random, mutants: int) -> dict[str, i
     return dict(counts)
 
 
+@pytest.mark.timeout(scale(120, 900))
 def test_mutated_sdp_offers_never_break_the_media_plane(target: Target) -> None:
     """Truncated, shuffled, duplicated, renumbered and garbled offers on an accepted request are each
     answered (or accepted when still valid), the process stays up, and a valid offer on a fresh request
