@@ -118,7 +118,7 @@ class HubNamespace(socketio.AsyncNamespace):
             "rtc.offer": self.rtc_offer,
             "rtc.answer": self.rtc_answer,
             "rtc.config": self.rtc_config,
-            "conference.leave": self.conference_leave,
+            "rtc.leave": self.rtc_leave,
             # customers only; routed on both namespaces so an agent gets a clear ``forbidden``
             "request.respond": self.request_respond,
         }
@@ -183,13 +183,14 @@ class HubNamespace(socketio.AsyncNamespace):
         return {"ice_servers": self.services.media.ice_servers()}
 
     def guest_handlers(self) -> dict[str, Handler]:
-        """All a conference guest (``/customer`` with a guest token) may call: media of their one request."""
+        """All a conference guest (``/customer`` with a guest token) may call: media of their one request
+        (``request.end`` means leave)."""
         return {
             "rtc.offer": self.guest_offer,
             "rtc.answer": self.guest_answer,
             "rtc.config": self.rtc_config,
-            "request.end": self.conference_leave,
-            "conference.leave": self.conference_leave,
+            "request.end": self.rtc_leave,
+            "rtc.leave": self.rtc_leave,
         }
 
     async def guest_offer(self, who: Principal, p: dict[str, Any]) -> dict[str, Any]:
@@ -201,7 +202,7 @@ class HubNamespace(socketio.AsyncNamespace):
             who, P.string(p, "request_id"), P.string(p, "sdp", max_len=200_000), P.string(p, "type", max_len=10))
         return {}
 
-    async def conference_leave(self, who: Principal, p: dict[str, Any]) -> dict[str, Any]:
+    async def rtc_leave(self, who: Principal, p: dict[str, Any]) -> dict[str, Any]:
         return await self.services.conference.leave(who, P.string(p, "request_id"))
 
     async def request_respond(self, who: Principal, p: dict[str, Any]) -> dict[str, Any]:

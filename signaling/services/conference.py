@@ -7,9 +7,10 @@ external participants who join with a signed, expiring link, and leaving without
   request id, an expiry). Anyone holding it may exchange it (``join``) for a *guest token* carrying a
   fresh guest id, the name they typed and the request id; a guest token opens the ``/customer``
   namespace as a ``guest`` principal that may only call ``rtc.offer``, ``rtc.answer``, ``rtc.config``
-  and ``request.end`` / ``conference.leave`` (meaning: leave) for that one request.
-- ``leave``: a participant's peer is closed; the media plane ends the room (reason ``empty``) when the
-  last participant has gone, which ends the request.
+  and ``request.end`` / ``rtc.leave`` (meaning: leave) for that one request.
+- ``leave`` (``rtc.leave``, any call kind): a participant's peer is closed and the others go on; the media
+  plane ends a conference (reason ``empty``) when the last participant has gone, and a 1:1 call when the
+  customer or the last agent has gone, which ends the request.
 """
 
 from __future__ import annotations
@@ -31,6 +32,8 @@ from signaling.services.timeline import Timeline
 LINK_KIND = "conference_link"
 GUEST_KIND = "guest"
 LIVE_STATES = ("accepted", "active")
+#: Request kinds whose participants may leave (``rtc.leave``) without ending the request for the others.
+CALL_KINDS = frozenset({"call", "video", "desktop", "show_screen", "conference"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,14 +68,21 @@ class ConferenceService:
         self.settings = settings
 
     # -- helpers --------------------------------------------------------------------------------------
-    async def _conference_for(self, principal: Principal, request_id: str) -> tuple[Request, Conversation]:
-        """The conference request if the caller (agent or customer) may see its conversation."""
+    async def _conference_for(
+        self, principal: Principal, request_id: str, kinds: frozenset[str] = frozenset({"conference"})
+    ) -> tuple[Request, Conversation]:
+        """The request (a conference, or one of ``kinds``) if the caller may see its conversation."""
         request = await self.store.get_request(request_id)
         conv = await self.store.get_conversation(request.conversation_id) if request else None
         if request is None or conv is None or not self.timeline.may_access(principal, conv):
             raise NotFound("no such request")
-        if request.kind != "conference":
-            raise Invalid("this request is not a conference", field="request_id")
+        if request.kind not in kinds:
+            message = (
+                "this request is not a conference"
+                if kinds == {"conference"}
+                else "this request is not a call"
+            )
+            raise Invalid(message, field="request_id")
         return request, conv
 
     @staticmethod
@@ -192,13 +202,13 @@ class ConferenceService:
 
     # -- everyone -------------------------------------------------------------------------------------
     async def leave(self, principal: Principal, request_id: str) -> dict[str, Any]:
-        """Leave the room (the others stay); returns ``{request}`` (agents, customers) or ``{}`` (guests)."""
+        """Leave the call (the others stay); returns ``{request}`` (agents, customers) or ``{}`` (guests)."""
         if principal.kind == GUEST_KIND:
             if principal.guest_request_id != request_id:
                 raise NotFound("no such request")
             await self.media.leave(request_id, self.participant(principal))
             return {}
-        request, _ = await self._conference_for(principal, request_id)
+        request, _ = await self._conference_for(principal, request_id, CALL_KINDS)
         if request.state in LIVE_STATES:
             await self.media.leave(request.id, self.participant(principal))
         return {"request": request.to_wire()}

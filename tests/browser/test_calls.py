@@ -2,7 +2,7 @@
 
 Pins, for each kind, that media really flows between the pages, measured by each page's own
 ``RTCPeerConnection.getStats()``: a video call decodes the other side's video on both pages; an audio
-call receives audio packets on both; a desktop share (the customer's ``getDisplayMedia`` from the Accept
+call receives audio packets on both, and a colleague who joins it on the side hears both; a desktop share (the customer's ``getDisplayMedia`` from the Accept
 click) is decoded by the agent; a shown screen (the agent's ``getDisplayMedia`` from "Share my screen") is
 decoded by the customer; a conference of the agent, the customer and a guest who joined by the agent's
 invite link decodes the two others on every page. Also: the call UI (names, running duration, Mute,
@@ -148,9 +148,12 @@ async def test_video_call_both_ways_then_hang_up(server: RunningServer, browser:
     await cctx.close()
 
 
-async def test_audio_call_both_ways(server: RunningServer, browser: Browser) -> None:
-    """Audio call: both pages receive audio packets from the other and no video; the agent's Hang up ends
-    it (request ended, call UI gone on both pages, local tracks stopped)."""
+async def test_audio_call_both_ways_and_a_colleague_on_the_side(
+    server: RunningServer, browser: Browser
+) -> None:
+    """Audio call: both pages receive audio packets from the other and no video. A colleague joins from
+    the request chip and hears both, named; his Leave does not end the call; the agent's Hang up ends it
+    (request ended, call UI gone on both pages, the customer's microphone stopped)."""
     actx, agent, cctx, customer = await chat(browser, server, "Nora Audio")
     await ask_and_accept(agent, customer, "call")
     a = await wait_media(agent, AGENT_CALL, audios=1)
@@ -159,6 +162,23 @@ async def test_audio_call_both_ways(server: RunningServer, browser: Browser) -> 
     await agent.wait_for_selector(".reqchip[data-kind=call][data-state=active]")
     figure("audio call, agent", a)
     figure("audio call, customer", c)
+
+    bctx, bob, _ = await new_page(browser, 1280, 800)
+    bob.set_default_timeout(15000)
+    await agent_login(bob, server.url, "bob@example.com")
+    await bob.click("[data-section=team]")
+    await bob.click(".conv-item")
+    await bob.click(".reqchip[data-kind=call] [data-action=join-call]")
+    await wait_media(bob, AGENT_CALL, audios=2)
+    await wait_media(customer, CUSTOMER_CALL, audios=2)
+    names = await bob.locator(".calldock .call__tiles .tile__name").all_inner_texts()
+    assert sorted(names) == ["Alice Martin", "Nora Audio"]
+    await bob.click(".calldock [data-action=hangup]")  # "Leave": the call goes on
+    await bob.wait_for_selector(".calldock .call", state="detached")
+    await bctx.close()
+    await wait_js(customer, f"{CUSTOMER_CALL}.tiles.size === 1")
+    await agent.wait_for_selector(".reqchip[data-kind=call][data-state=active]")
+
     await customer.evaluate(f"window.__track = {CUSTOMER_CALL}.stream.getAudioTracks()[0]")
     await agent.click(".calldock [data-action=hangup]")
     await customer.wait_for_selector(".wcall .call", state="detached")

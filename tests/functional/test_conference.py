@@ -250,13 +250,13 @@ async def test_four_party_room_every_one_receives_every_other_and_ends_when_empt
         assert (await gus.ok("request.end", {"request_id": rid})) == {"ok": True}  # a guest's end is a leave
         left = await alice.events.wait("rtc.participant", lambda d: d["type"] == "participant_left")
         assert left["participant"]["kind"] == "guest" and left["participant"]["name"] == "Gus Guest"
-        await alice.ok("conference.leave", {"request_id": rid})
-        await ann.ok("conference.leave", {"request_id": rid})
+        await alice.ok("rtc.leave", {"request_id": rid})
+        await ann.ok("rtc.leave", {"request_id": rid})
         await asyncio.sleep(0.3)
         assert (await alice.ok("conversation.sync", {"conversation_id": conv["id"], "after_seq": 0}))[
             "requests"
         ][0]["state"] == "active"
-        await bob.ok("conference.leave", {"request_id": rid})
+        await bob.ok("rtc.leave", {"request_id": rid})
         ended = await ann.events.wait("request.updated", lambda d: d["request"]["state"] == "ended")
         assert ended["request"]["reason"] == "empty"
         sync = await alice.ok("conversation.sync", {"conversation_id": conv["id"], "after_seq": 0})
@@ -267,4 +267,39 @@ async def test_four_party_room_every_one_receives_every_other_and_ends_when_empt
         )
     finally:
         for member in people.values():
+            await member.close()
+
+
+async def test_an_extra_agent_leaves_a_video_call_without_ending_it(hub: Hub) -> None:
+    """rtc.leave works for every call kind: a second agent who joined a video call leaves and the call goes
+    on; when the last agent leaves, the call ends (reason ``ended``). rtc.leave on a co-browse request is
+    invalid."""
+    alice = await hub.agent("alice@example.com")
+    ann = await hub.customer(name="Ann")
+    conv = (await ann.ok("conversation.start", {"body": "help"}))["conversation"]
+    await alice.ok("conversation.assign", {"conversation_id": conv["id"]})
+    rid = (await alice.ok("request.create", {"conversation_id": conv["id"], "kind": "video"}))["request"][
+        "id"
+    ]
+    await ann.ok("request.respond", {"request_id": rid, "accept": True})
+    bob = await hub.agent("bob@example.com")
+    people = [MediaClient(client, rid) for client in (alice, ann, bob)]
+    try:
+        for member in people:
+            await member.join()
+        await wait_for(lambda: all(m.decoding_videos() == 2 for m in people), 20)
+        await bob.ok("rtc.leave", {"request_id": rid})
+        await alice.events.wait("rtc.participant", lambda d: d["type"] == "participant_left")
+        await asyncio.sleep(0.3)
+        sync = await alice.ok("conversation.sync", {"conversation_id": conv["id"], "after_seq": 0})
+        assert sync["requests"][0]["state"] == "active"
+        await alice.ok("rtc.leave", {"request_id": rid})
+        ended = await ann.events.wait("request.updated", lambda d: d["request"]["state"] == "ended")
+        assert ended["request"]["reason"] == "ended"
+        cobrowse = (await alice.ok("request.create", {"conversation_id": conv["id"], "kind": "cobrowse"}))[
+            "request"
+        ]
+        assert await error_code(alice, "rtc.leave", {"request_id": cobrowse["id"]}) == "invalid"
+    finally:
+        for member in people:
             await member.close()

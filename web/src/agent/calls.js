@@ -58,6 +58,8 @@ export class AgentCalls {
       lang: app.t.lang,
       selfName: app.me.name,
       remoteName: request.kind === "conference" ? "" : app.visitorName(conv),
+      // someone else's call (a colleague's video call, a supervisor): join without taking it over
+      extra: request.kind !== "conference" && request.requested_by !== app.me.id,
       extras: request.kind === "conference" ? (c, btn) => this.conferenceButtons(c, btn, conv) : null,
       onEnded: () => {
         this.calls.delete(request.id);
@@ -117,7 +119,7 @@ export class AgentCalls {
   /** Best effort when the page goes away: leave conferences, end 1:1 calls. */
   leaveAll() {
     for (const call of this.calls.values()) {
-      const event = call.plan.conference ? "conference.leave" : "request.end";
+      const event = call.leaves ? "rtc.leave" : "request.end";
       this.app.hub.socket.emit(event, { request_id: call.id, reason: "page_closed" });
       call.destroy("page_closed");
     }

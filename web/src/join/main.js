@@ -114,13 +114,13 @@ class JoinPage {
       role: "guest",
       lang,
       selfName: name,
-      onHangup: (c) => c.hub.call("conference.leave", { request_id: c.id }),
+      onHangup: (c) => c.hub.call("rtc.leave", { request_id: c.id }),
       onEnded: (c, reason) => this.ended(reason === "hangup" ? t("left") : t("ended")),
       onPeerGone: (c) => c.destroy("ended"),
     }));
     replace(this.root, h("div", { class: "join__room" }, call.el));
     window.addEventListener("pagehide", () => {
-      if (this.call && this.call.state !== "ended") this.hub.socket.emit("conference.leave", { request_id: grant.request_id });
+      if (this.call && this.call.state !== "ended") this.hub.socket.emit("rtc.leave", { request_id: grant.request_id });
     });
     await new Promise((resolve) => (this.hub.connected ? resolve() : this.hub.on("connected", resolve)));
     await call.start();

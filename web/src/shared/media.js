@@ -107,10 +107,10 @@ export class CallPeer {
     pc.addEventListener("connectionstatechange", () => this.onState && this.onState(pc.connectionState));
     const tracks = stream ? stream.getTracks() : [];
     for (const track of tracks) {
-      const direction = p.conference || !p.recv.includes(track.kind) ? "sendonly" : "sendrecv";
+      const direction = p.conference || p.viaServer || !p.recv.includes(track.kind) ? "sendonly" : "sendrecv";
       pc.addTransceiver(track, { direction, streams: [stream] });
     }
-    for (const kind of p.recv) {
+    for (const kind of p.viaServer ? [] : p.recv) {
       if (!tracks.some((t) => t.kind === kind)) pc.addTransceiver(kind, { direction: "recvonly" });
     }
     // Nothing to send nor receive on our own transceivers (a conference without devices): one section
@@ -270,9 +270,10 @@ function clock(seconds) {
  * One call in a page: local media, the peer to the server, remote tiles, controls.
  *
  * options: `hub`, `request` ({id, kind}), `role` ("agent" | "customer" | "guest"), `lang`, `selfName`,
- * `remoteName` (the other side of a 1:1 call), `onHangup(call)` (what Hang up does: `request.end` or
- * `conference.leave`; defaults by kind), `onEnded(call, reason)`, `extras(call)` (more control buttons),
- * `autoShare` (a screen publisher whose start() runs inside a click).
+ * `remoteName` (the other side of a 1:1 call), `extra` (an agent joining someone else's 1:1 call: all it
+ * receives comes on senders the server adds and names, and Hang up only leaves), `onHangup(call)` (what
+ * Hang up does; default: `rtc.leave` in a conference or for an extra agent, else `request.end`),
+ * `onEnded(call, reason)`, `onPeerGone(call)`, `onShareRefused(call)`, `extras(call, btn)` (more buttons).
  */
 export class Call {
   constructor(options) {
@@ -280,6 +281,8 @@ export class Call {
     this.id = this.request.id;
     this.kind = this.request.kind;
     this.plan = plan(this.kind, this.role);
+    if (this.extra) this.plan = { ...this.plan, viaServer: true };
+    this.leaves = this.plan.conference || !!this.extra; // Hang up leaves; the others go on
     this.s = callStrings(this.lang);
     this.stream = null;
     this.peer = null;
@@ -344,8 +347,8 @@ export class Call {
   async hangup() {
     if (this.state === "ended" || this.hangingUp) return;
     this.hangingUp = true; // the server closing our peer now is our own doing
-    const fn = this.onHangup || ((call) => call.hub.call(call.plan.conference ? "conference.leave" : "request.end",
-      call.plan.conference ? { request_id: call.id } : { request_id: call.id, reason: "hangup" }));
+    const fn = this.onHangup || ((call) => call.hub.call(call.leaves ? "rtc.leave" : "request.end",
+      { request_id: call.id, reason: "hangup" }));
     try {
       await fn(this);
     } catch (err) {
@@ -399,8 +402,10 @@ export class Call {
 
   // -- remote media ----------------------------------------------------------------------------------
   onTrack(e) {
-    // A conference names each publisher by its stream id; a 1:1 call has one other side.
-    const key = this.plan.conference && e.streams[0] ? e.streams[0].id : "remote";
+    // A conference names each publisher by its stream id (the server's offers map ids to people); a 1:1
+    // call has one other side on our own transceivers, plus anyone the server adds (a second agent).
+    const id = e.streams[0] && e.streams[0].id;
+    const key = id && (this.plan.conference || this.plan.viaServer || this.names[id]) ? id : "remote";
     const tile = this.tile(key);
     if (!tile.stream.getTracks().includes(e.track)) tile.stream.addTrack(e.track);
     const refresh = () => this.renderTile(tile);
@@ -587,7 +592,7 @@ export class Call {
       buttons.push(b);
     }
     if (this.extras) buttons.push(...[].concat(this.extras(this, btn) || []));
-    buttons.push(btn("hangup", "hangup", this.plan.conference ? s("leave") : s("hangup"), () => this.hangup(), "callbtn--danger"));
+    buttons.push(btn("hangup", "hangup", this.leaves ? s("leave") : s("hangup"), () => this.hangup(), "callbtn--danger"));
     replace(this.controlsEl, buttons);
   }
 }

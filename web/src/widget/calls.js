@@ -27,7 +27,7 @@ class WidgetCalls {
     widget.activeBar.after(this.el);
     this.onPageHide = () => {
       for (const call of this.calls.values()) {
-        const event = call.plan.conference ? "conference.leave" : "request.end";
+        const event = call.leaves ? "rtc.leave" : "request.end";
         widget.hub.socket.emit(event, { request_id: call.id, reason: "page_closed" });
       }
     };
