@@ -12,6 +12,7 @@ import { Notifier } from "./notify.js";
 import { ProfileView } from "./profile.js";
 import { toast } from "./ui.js";
 import { updateMe } from "./api.js";
+import { callStrings } from "../shared/media.js";
 
 export class Console {
   constructor(root, { token, agent, onLogout }) {
@@ -314,6 +315,8 @@ export class Console {
     oldRail.replaceWith(this.rail);
     oldSections.replaceWith(this.sectionsNav);
     this.setView(this.view);
+    // the Co-Browsing view is drawn anew unless a session is live in it (a replay's iframe must not move)
+    if (this.cobrowse.sessions.size === 0) this.cobrowse = new CobrowseConsole(this);
     this.renderBadges();
     this.renderPresence();
     this.renderCobrowseIndicator();
@@ -326,7 +329,7 @@ export class Console {
     } else {
       replace(this.convSlot, emptyConversation(this.t));
     }
-    if (this.calls && this.calls.relabel) this.calls.relabel();
+    if (this.calls) this.calls.s = callStrings(this.t.lang); // the call UI's words (calls in progress keep theirs)
   }
 
   // -- rendering -------------------------------------------------------------------------------------
