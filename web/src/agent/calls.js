@@ -133,7 +133,7 @@ export class AgentCalls {
     if (!chip || chip.querySelector("[data-action=join-call]")) return;
     const action = chip.querySelector("button");
     chip.insertBefore(h("button", { class: "btn btn--small btn--primary", type: "button", data: { action: "join-call" },
-      on: { click: () => this.join(request) } }, request.kind === "show_screen" ? this.s("share") : "Join"), action);
+      on: { click: () => this.join(request) } }, this.s("join")), action);
   }
 
   refreshChips() {
@@ -219,14 +219,14 @@ export class AgentCalls {
     }
     const card = h("div", { class: "callinvite", role: "alertdialog", data: { request: request.id } },
       h("div", { class: "callinvite__text",
-        text: `${from.name} invites you to a conference call with ${(visitor && visitor.name) || "a customer"}.` }),
+        text: this.s("invite", { from: from.name, customer: (visitor && visitor.name) || this.s("a_customer") }) }),
       h("div", { class: "callinvite__actions" },
         h("button", { class: "btn btn--small btn--ghost", type: "button", data: { action: "decline" },
-          on: { click: () => this.dropInvite(request.id) } }, "Decline"),
+          on: { click: () => this.dropInvite(request.id) } }, this.s("decline")),
         h("button", { class: "btn btn--small btn--primary", type: "button", data: { action: "join" }, on: { click: () => {
           this.dropInvite(request.id);
           this.join(request);
-        } } }, "Join")));
+        } } }, this.s("join"))));
     this.invites.set(request.id, card);
     this.dock.prepend(card);
   }

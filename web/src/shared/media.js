@@ -213,6 +213,7 @@ const STRINGS = {
     share_refused: "Screen sharing was not started.", failed: "The connection failed.", ended: "The call has ended.",
     add: "Add people", link: "Invite link", copy: "Copy", copied: "Copied", invited: "Invitation sent to {name}",
     link_help: "Anyone with this link can join until {time}.", nobody: "No colleague of this team is available.",
+    join: "Join", decline: "Decline", invite: "{from} invites you to a conference call with {customer}.", a_customer: "a customer",
   },
   fr: {
     call: "Appel", video: "Appel vidéo", desktop: "Partage du bureau", show_screen: "Partage d'écran", conference: "Conférence téléphonique",
@@ -223,6 +224,7 @@ const STRINGS = {
     share_refused: "Le partage d'écran n'a pas démarré.", failed: "La connexion a échoué.", ended: "L'appel est terminé.",
     add: "Ajouter des personnes", link: "Lien d'invitation", copy: "Copier", copied: "Copié", invited: "Invitation envoyée à {name}",
     link_help: "Toute personne ayant ce lien peut rejoindre jusqu'à {time}.", nobody: "Aucun collègue de cette équipe n'est disponible.",
+    join: "Rejoindre", decline: "Refuser", invite: "{from} vous invite à une conférence avec {customer}.", a_customer: "un client",
   },
 };
 
@@ -281,7 +283,11 @@ export class Call {
     this.id = this.request.id;
     this.kind = this.request.kind;
     this.plan = plan(this.kind, this.role);
-    if (this.extra) this.plan = { ...this.plan, viaServer: true };
+    if (this.extra) {
+      // watching a colleague's screen share, not sharing one's own
+      const base = this.kind === "show_screen" ? plan("desktop", "agent") : this.plan;
+      this.plan = { ...base, viaServer: true };
+    }
     this.leaves = this.plan.conference || !!this.extra; // Hang up leaves; the others go on
     this.s = callStrings(this.lang);
     this.stream = null;
