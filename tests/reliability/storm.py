@@ -85,6 +85,8 @@ class Participant:
         self.resume: dict[str, int] = {cid: 0 for cid in conversation_ids}
         """Per conversation, the seq up to which this participant's view is known to be complete."""
         self.live: set[str] = set()
+        self.last_event: dict[str, int] = {}
+        """Per conversation, the highest seq received as a live event on the current connection."""
         """Conversations whose sync on the current connection completed (live events fill the rest)."""
         self.outbox: list[Outgoing] = []
         self.acked: dict[str, tuple[str, int, str]] = {}
@@ -103,6 +105,7 @@ class Participant:
         for cid in self.live:
             self.resume[cid] = self.seen[cid].highest
         self.live.clear()
+        self.last_event.clear()
         delay = 0.05
         while True:
             sio = socketio.AsyncClient(reconnection=False, http_session=self.http, handle_sigint=False)
@@ -128,10 +131,21 @@ class Participant:
         self.stats["connects"] += 1
         self.down.clear()
         self.up.set()
+        await self.sync_all()
+
+    async def sync_all(self) -> bool:
+        """Sync every conversation not yet synced on this connection from its resume point (retrying a
+        sync whose answer timed out); False when the connection went down first (the next connect syncs
+        again from the same point)."""
         for cid in self.conversation_ids:
-            if not await self._sync(cid, self.resume[cid]):
-                return  # cut during the sync: the next connect syncs again from the same point
+            if cid in self.live:
+                continue
+            while not await self._sync(cid, self.resume[cid]):
+                if not self.up.is_set():
+                    return False
+                self.stats["sync_retries"] += 1
             self.live.add(cid)
+        return True
 
     async def _sync(self, conversation_id: str, after: int) -> bool:
         while True:
@@ -150,8 +164,14 @@ class Participant:
 
     async def _on_message(self, data: dict[str, Any]) -> None:
         message = data["message"]
-        seen = self.seen.get(message["conversation_id"])
+        cid = message["conversation_id"]
+        seen = self.seen.get(cid)
         if seen is not None:
+            if message["seq"] < self.last_event.get(cid, 0):
+                self.stats["out_of_order"] += 1  # a lower seq after a higher one on this connection
+            if message["seq"] < seen.highest and message["seq"] not in seen.messages:
+                self.stats["late_events"] += 1  # after a higher seq learnt from an ack, a sync or an event
+            self.last_event[cid] = max(self.last_event.get(cid, 0), message["seq"])
             seen.add(message)
             self.stats["events"] += 1
 
@@ -256,6 +276,8 @@ class Participant:
             if not self.up.is_set():
                 await self.connect()
                 continue
+            if len(self.live) < len(self.conversation_ids) and not await self.sync_all():
+                continue
             if not self.outbox:
                 self.outbox.append(self._next_message())
             if await self.flush():
@@ -268,11 +290,9 @@ class Participant:
                 await self.connect()
                 continue
             await self.flush()
-        if not self.up.is_set():
-            await self.connect()
-        else:
-            for cid in self.conversation_ids:
-                await self._sync(cid, self.seen[cid].highest)
+        while not (self.up.is_set() and await self.sync_all()):
+            if not self.up.is_set():
+                await self.connect()
 
 
 async def chaos(participants: list[Participant], until: float, every_s: float, rng: random.Random) -> int:

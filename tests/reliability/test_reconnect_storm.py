@@ -162,6 +162,7 @@ async def test_reconnect_storm_loses_and_duplicates_nothing(
             conversations=len(cids),
             seconds=round(elapsed, 1),
             acked=len(acked),
+            agent_acked=sum(len(p.acked) for p in participants if p.namespace == "/agent"),
             stored=sum(len(t["messages"]) for t in truth.values()),
             cuts=cuts,
             reconnects=totals["connects"] - len(participants),
@@ -173,6 +174,9 @@ async def test_reconnect_storm_loses_and_duplicates_nothing(
             duplicates=duplicates,
             server_holes=server_holes,
             view_holes=view_holes,
+            out_of_order_events=totals["out_of_order"],
+            late_events=totals["late_events"],
+            sync_retries=totals["sync_retries"],
             customer_note_gaps=note_gaps,
             errors={k: v for k, v in totals.items() if k.startswith("error_")},
         )
