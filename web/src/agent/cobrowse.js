@@ -29,14 +29,8 @@ const CONNECT_RETRIES = 3;
 const EVENT_META = 4;
 const EVENT_FULL_SNAPSHOT = 2;
 
-const STATE_LABELS = {
-  connecting: "Connecting…",
-  waiting: "Waiting for the page…",
-  live: "Live",
-  elsewhere: "Open in another tab",
-  failed: "Disconnected",
-  ended: "Ended",
-};
+/** A session's state in the console's language (`cb.state.<state>` in ../shared/locales). */
+const stateLabel = (app, state) => (app.t.has("cb.state." + state) ? app.t("cb.state." + state) : state);
 
 /** Everything co-browsing in the console (`app.cobrowse`): the view and the sessions. */
 export class CobrowseConsole {
@@ -48,10 +42,10 @@ export class CobrowseConsole {
     this.main = h("div", { class: "cbv__main" });
     this.empty = h("div", { class: "cbv__empty" },
       icon("cobrowse", 44),
-      h("h2", { text: "No co-browsing session open" }),
-      h("p", { text: "Ask a customer with “Ask for Co-Browsing” in a conversation. Once they accept, their page shows up here, live." }));
+      h("h2", { text: app.t("cb.empty_title") }),
+      h("p", { text: app.t("cb.empty_text") }));
     replace(app.cobrowseView, h("div", { class: "cbv" },
-      h("aside", { class: "cbv__side" }, h("h1", { text: "Co-Browsing" }), this.list),
+      h("aside", { class: "cbv__side" }, h("h1", { text: app.t("cb.title") }), this.list),
       this.main));
   }
 
@@ -115,11 +109,11 @@ export class CobrowseConsole {
     replace(this.list, live.map((r) => {
       const conv = this.app.convs.get(r.conversation_id) || { id: r.conversation_id };
       const session = this.sessions.get(r.id);
-      const sub = session ? STATE_LABELS[session.state] : r.state === "pending" ? "Waiting for the customer" : "Not watching: click to watch";
+      const sub = session ? stateLabel(this.app, session.state) : r.state === "pending" ? this.app.t("cb.waiting_customer") : this.app.t("cb.not_watching");
       return h("li", {},
         h("button", { class: ["cbv__item", this.selected === r.id && session && "is-selected"], type: "button",
           data: { id: r.id, state: r.state }, on: { click: () => this.open(r.id) }, disabled: !connectable(r) },
-        r.state === "active" ? h("span", { class: "cbv__live", title: "Live" }) : h("span", { class: "green-dot", title: this.app.t("state." + r.state) }),
+        r.state === "active" ? h("span", { class: "cbv__live", title: this.app.t("cb.live") }) : h("span", { class: "green-dot", title: this.app.t("state." + r.state) }),
         h("span", { class: "cbv__item-main" },
           h("span", { class: "cbv__item-name", text: this.app.visitorName(conv) }),
           h("span", { class: "cbv__item-sub", text: sub }))));
@@ -147,7 +141,7 @@ export class CobrowseConsole {
     const chip = pane.requestsEl.querySelector(`.reqchip[data-id="${CSS.escape(request.id)}"]`);
     if (!chip || chip.querySelector(".reqchip__watch")) return;
     const watch = h("button", { class: "btn btn--small btn--primary reqchip__watch", type: "button",
-      on: { click: () => this.open(request.id) } }, icon("cobrowse", 14), "Watch live");
+      on: { click: () => this.open(request.id) } }, icon("cobrowse", 14), this.app.t("cb.watch"));
     const end = chip.querySelector("button");
     chip.insertBefore(watch, end);
   }
@@ -190,13 +184,13 @@ class AgentCobrowse {
     this.stateEl = h("span", { class: "cbs__state" });
     this.metaEl = h("span", { class: "cbs__meta" });
     this.root = h("div", { class: "cbs__root" });
-    this.overlay = h("div", { class: "cbs__overlay", title: "Your pointer is shown to the customer; click to highlight",
+    this.overlay = h("div", { class: "cbs__overlay", title: this.app.t("cb.pointer_title"),
       on: {
         mousemove: (e) => this.onMouse(e),
         mouseleave: () => this.pointerGone(),
         click: (e) => this.onClick(e),
       } });
-    this.waiting = h("div", { class: "cbs__waiting" }, h("span", { class: "spinner" }), h("span", { text: "Waiting for the customer's page…" }));
+    this.waiting = h("div", { class: "cbs__waiting" }, h("span", { class: "spinner" }), h("span", { text: this.app.t("cb.waiting_page") }));
     this.box = h("div", { class: "cbs__box", hidden: true }, this.root, this.overlay);
     this.viewport = h("div", { class: "cbs__viewport" }, this.waiting, this.box);
     this.el = h("section", { class: "cbs", data: { id: this.id } },
@@ -205,13 +199,13 @@ class AgentCobrowse {
         this.stateEl, this.metaEl,
         h("span", { class: "cbs__spacer" }),
         this.reconnectBtn = h("button", { class: "btn btn--primary btn--small", type: "button", hidden: true,
-          on: { click: () => this.reconnect() } }, "Reconnect"),
-        h("button", { class: "btn btn--ghost btn--small", type: "button", title: "Ask the customer's page for a fresh snapshot",
-          on: { click: () => this.requestSnapshot() } }, "Refresh"),
+          on: { click: () => this.reconnect() } }, this.app.t("cb.reconnect")),
+        h("button", { class: "btn btn--ghost btn--small", type: "button", title: this.app.t("cb.refresh_title"),
+          on: { click: () => this.requestSnapshot() } }, this.app.t("cb.refresh")),
         h("button", { class: "btn btn--ghost btn--small", type: "button",
-          on: { click: () => this.app.openConversation(this.request.conversation_id) } }, "Conversation"),
-        h("button", { class: "btn btn--danger btn--small cbs__end", type: "button", on: { click: () => this.end() } }, "End co-browsing")),
-      h("div", { class: "cbs__hint", text: "Move your mouse over the page to point, click to highlight an element for the customer. Fields and marked areas are masked." }),
+          on: { click: () => this.app.openConversation(this.request.conversation_id) } }, this.app.t("cb.conversation")),
+        h("button", { class: "btn btn--danger btn--small cbs__end", type: "button", on: { click: () => this.end() } }, this.app.t("cb.end"))),
+      h("div", { class: "cbs__hint", text: this.app.t("cb.hint") }),
       this.viewport);
     this.resizeObserver = new ResizeObserver(() => this.fit());
     this.resizeObserver.observe(this.viewport);
@@ -220,7 +214,7 @@ class AgentCobrowse {
 
   setState(state) {
     this.state = state;
-    this.stateEl.textContent = STATE_LABELS[state] || state;
+    this.stateEl.textContent = stateLabel(this.app, state);
     this.stateEl.className = "cbs__state cbs__state--" + state;
     this.el.dataset.state = state;
     if (this.reconnectBtn) this.reconnectBtn.hidden = state !== "failed";
@@ -290,7 +284,7 @@ class AgentCobrowse {
         return;
       }
       console.warn("co-browse connection failed", err);
-      toast(this.app, "Co-browsing: " + (err.message || "could not connect"), "error");
+      toast(this.app, this.app.t("cb.error", { message: err.message || this.app.t("cb.connect_failed") }), "error");
       this.disconnected(this.channel);
     });
   }
@@ -383,11 +377,11 @@ class AgentCobrowse {
     const sandbox = replayer.iframe.getAttribute("sandbox") || "";
     if (!replayer.iframe.hasAttribute("sandbox") || sandbox.split(/\s+/).includes("allow-scripts")) {
       replayer.destroy();
-      toast(this.app, "Co-browsing refused: the replay frame would run scripts.", "error");
+      toast(this.app, this.app.t("cb.unsafe"), "error");
       this.stop();
       return null;
     }
-    replayer.iframe.setAttribute("title", "Customer's page (live)");
+    replayer.iframe.setAttribute("title", this.app.t("cb.frame"));
     replayer.on("resize", (dims) => {
       this.dims = { width: dims.width, height: dims.height };
       this.fit();

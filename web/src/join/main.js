@@ -4,35 +4,12 @@
 import { h, replace } from "../shared/dom.js";
 import { Hub } from "../shared/hub.js";
 import { Call } from "../shared/media.js";
+import { browserLanguage, translator } from "../shared/i18n.js";
 
-const STRINGS = {
-  en: {
-    title: "Join the conference call",
-    invite: "{host} invites you to a conference call.",
-    invite_anon: "You are invited to a conference call.",
-    name: "Your name",
-    join: "Join with camera and microphone",
-    joining: "Joining…",
-    bad_link: "This link is not valid.",
-    left: "You left the conference call.",
-    ended: "The conference call has ended.",
-    rejoin: "Join again",
-  },
-  fr: {
-    title: "Rejoindre la conférence",
-    invite: "{host} vous invite à une conférence téléphonique.",
-    invite_anon: "Vous êtes invité(e) à une conférence téléphonique.",
-    name: "Votre nom",
-    join: "Rejoindre avec caméra et micro",
-    joining: "Connexion…",
-    bad_link: "Ce lien n'est pas valide.",
-    left: "Vous avez quitté la conférence.",
-    ended: "La conférence est terminée.",
-    rejoin: "Rejoindre à nouveau",
-  },
-};
-const lang = String(navigator.language || "en").slice(0, 2) === "fr" ? "fr" : "en";
-const t = (key, params = {}) => STRINGS[lang][key].replace(/\{(\w+)\}/g, (m, k) => (k in params ? params[k] : m));
+// the guest's browser language; the words are the pages' catalogue (../shared/locales, keys `join.<key>`)
+const tr = translator(browserLanguage());
+const lang = tr.lang;
+const t = (key, params = {}) => tr("join." + key, params);
 
 async function api(method, path, body) {
   const res = await fetch(path, {

@@ -116,14 +116,14 @@ export function formatDuration(seconds, lang = "en") {
   return out.join(" ");
 }
 
-/** A running call's clock ("3:12", "1:03:12"), with the locale's digits. */
+/** A running call's clock ("03:12", "1:03:12"), with the locale's digits. */
 export function formatClock(seconds, lang = "en") {
   const total = Math.max(0, Math.floor(Number(seconds) || 0));
   const nf = new Intl.NumberFormat(lang, { minimumIntegerDigits: 2, useGrouping: false });
   const h = Math.floor(total / 3600);
   const m = Math.floor((total % 3600) / 60);
   const s = total % 60;
-  return (h ? new Intl.NumberFormat(lang).format(h) + ":" : "") + (h ? nf.format(m) : new Intl.NumberFormat(lang).format(m)) + ":" + nf.format(s);
+  return (h ? new Intl.NumberFormat(lang).format(h) + ":" : "") + nf.format(m) + ":" + nf.format(s);
 }
 
 /** "12.3 kB" / "12,3 ko". */

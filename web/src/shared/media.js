@@ -7,6 +7,7 @@
 //   call.destroy();                    // tracks stopped, peer closed, UI removed (on request end)
 import { h, icon, replace } from "./dom.js";
 import { initials } from "./render.js";
+import { formatClock, translator } from "./i18n.js";
 
 /** Request kinds that are calls (handled here). */
 export const CALL_KINDS = new Set(["call", "video", "desktop", "show_screen", "conference"]);
@@ -201,37 +202,12 @@ export async function inboundStats(pc) {
   return out;
 }
 
-// -- strings of the call UI (en, fr) ----------------------------------------------------------------
+// -- strings of the call UI: the pages' catalogue (../shared/locales), keys `call.<key>` -----------------
 
-const STRINGS = {
-  en: {
-    call: "Call", video: "Video call", desktop: "Desktop share", show_screen: "Screen share", conference: "Conference call",
-    mute: "Mute", unmute: "Unmute", camera_off: "Camera off", camera_on: "Camera on", hangup: "Hang up", leave: "Leave",
-    connecting: "Connecting…", you: "You", share: "Share my screen", sharing: "You are sharing your screen",
-    waiting_screen: "Waiting for the shared screen…", waiting_people: "Waiting for others to join…",
-    expand: "Larger", shrink: "Smaller", no_camera: "No camera found: audio only.", no_devices: "No camera or microphone: you can only listen.",
-    share_refused: "Screen sharing was not started.", failed: "The connection failed.", ended: "The call has ended.",
-    add: "Add people", link: "Invite link", copy: "Copy", copied: "Copied", invited: "Invitation sent to {name}",
-    link_help: "Anyone with this link can join until {time}.", nobody: "No colleague of this team is available.",
-    join: "Join", decline: "Decline", invite: "{from} invites you to a conference call with {customer}.", a_customer: "a customer",
-  },
-  fr: {
-    call: "Appel", video: "Appel vidéo", desktop: "Partage du bureau", show_screen: "Partage d'écran", conference: "Conférence téléphonique",
-    mute: "Couper le micro", unmute: "Activer le micro", camera_off: "Couper la caméra", camera_on: "Activer la caméra",
-    hangup: "Raccrocher", leave: "Quitter", connecting: "Connexion…", you: "Vous", share: "Partager mon écran",
-    sharing: "Vous partagez votre écran", waiting_screen: "En attente de l'écran partagé…", waiting_people: "En attente des autres participants…",
-    expand: "Agrandir", shrink: "Réduire", no_camera: "Aucune caméra : audio seulement.", no_devices: "Ni caméra ni micro : vous pouvez seulement écouter.",
-    share_refused: "Le partage d'écran n'a pas démarré.", failed: "La connexion a échoué.", ended: "L'appel est terminé.",
-    add: "Ajouter des personnes", link: "Lien d'invitation", copy: "Copier", copied: "Copié", invited: "Invitation envoyée à {name}",
-    link_help: "Toute personne ayant ce lien peut rejoindre jusqu'à {time}.", nobody: "Aucun collègue de cette équipe n'est disponible.",
-    join: "Rejoindre", decline: "Refuser", invite: "{from} vous invite à une conférence avec {customer}.", a_customer: "un client",
-  },
-};
-
-/** The call UI's translator for `lang` ("fr", "en", ...). */
+/** The call UI's translator for `lang` ("fr", "en", ...): `s(key, params)` is `t("call." + key, params)`. */
 export function callStrings(lang) {
-  const table = STRINGS[String(lang || "en").slice(0, 2)] || STRINGS.en;
-  return (key, params = {}) => (table[key] ?? STRINGS.en[key] ?? key).replace(/\{(\w+)\}/g, (m, k) => (k in params ? String(params[k]) : m));
+  const t = translator(lang);
+  return (key, params = {}) => t("call." + key, params);
 }
 
 // Icons the shared set lacks (24x24 strokes, like dom.js).
@@ -256,14 +232,6 @@ export function callIcon(name, size = 20) {
     }
   }
   return el;
-}
-
-function clock(seconds) {
-  const s = Math.max(0, Math.floor(seconds));
-  const hh = Math.floor(s / 3600);
-  const mm = String(Math.floor((s % 3600) / 60)).padStart(2, "0");
-  const ss = String(s % 60).padStart(2, "0");
-  return (hh ? hh + ":" : "") + mm + ":" + ss;
 }
 
 // -- the call ------------------------------------------------------------------------------------------
@@ -498,7 +466,7 @@ export class Call {
   build() {
     this.titleEl = h("span", { class: "call__title" });
     this.peopleEl = h("span", { class: "call__people" });
-    this.timerEl = h("span", { class: "call__timer", text: "" });
+    this.timerEl = h("span", { class: "call__timer", role: "timer", "aria-label": this.s("duration_label"), text: "" });
     this.tilesEl = h("div", { class: "call__tiles" });
     this.selfVideo = h("video", { autoplay: true, playsinline: true, muted: true, class: "tile__video" });
     this.selfVideo.muted = true;
@@ -535,7 +503,7 @@ export class Call {
   }
 
   tick() {
-    if (this.startedAt) this.timerEl.textContent = clock((Date.now() - this.startedAt) / 1000);
+    if (this.startedAt) this.timerEl.textContent = formatClock((Date.now() - this.startedAt) / 1000, this.lang);
   }
 
   notice(text) {

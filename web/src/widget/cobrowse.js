@@ -132,13 +132,10 @@ export function scrubEvent(event, mirror) {
 }
 
 // -- words ---------------------------------------------------------------------------------------------
-const WORDS = {
-  en: { sharing: "Your screen is being shared with {agent}", stop: "Stop", agent: "your agent", and: " and " },
-  fr: { sharing: "Votre écran est partagé avec {agent}", stop: "Arrêter", agent: "votre conseiller", and: " et " },
-};
-
+/** The sharing bar's words in the widget's language (`cbw.*` in ../shared/locales). */
 function words(widget) {
-  return WORDS[(widget.t && widget.t.lang) || "en"] || WORDS.en;
+  const t = widget.t;
+  return { sharing: t("cbw.sharing"), stop: t("cbw.stop"), agent: t("cbw.agent"), list: (names) => t.list(names) };
 }
 
 // -- one sharing session -------------------------------------------------------------------------------
@@ -241,7 +238,7 @@ class CustomerCobrowse {
     if (!this.barText) return;
     const w = words(this.widget);
     const names = this.controller.agentNames(this.request);
-    this.barText.textContent = w.sharing.replace("{agent}", names.length ? names.join(w.and) : w.agent);
+    this.barText.textContent = w.sharing.replace("{agent}", names.length ? w.list(names) : w.agent);
   }
 
   showPointer({ from, x, y, hidden }) {

@@ -292,13 +292,12 @@ export default {
   "call.copy": "Copy",
   "call.copied": "Copied",
   "call.invited": "Invitation sent to {name}",
-  "call.invite": "Invite {name}",
   "call.link_help": "Anyone with this link can join until {time}.",
   "call.nobody": "No colleague of this team is available.",
-  "call.duration": "Duration: {duration}",
+  "call.duration_label": "Call duration",
   "call.join": "Join",
   "call.decline": "Decline",
-  "call.invitation": "{from} invites you to a conference call with {visitor}.",
+  "call.invite": "{from} invites you to a conference call with {customer}.",
   "call.a_customer": "a customer",
 
   // conference join page

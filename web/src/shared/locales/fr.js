@@ -294,13 +294,12 @@ export default {
   "call.copy": "Copier",
   "call.copied": "Copié",
   "call.invited": "Invitation envoyée à {name}",
-  "call.invite": "Inviter {name}",
   "call.link_help": "Toute personne ayant ce lien peut rejoindre jusqu'à {time}.",
   "call.nobody": "Aucun collègue de cette équipe n'est disponible.",
-  "call.duration": "Durée : {duration}",
+  "call.duration_label": "Durée de l'appel",
   "call.join": "Rejoindre",
   "call.decline": "Refuser",
-  "call.invitation": "{from} vous invite à une conférence téléphonique avec {visitor}.",
+  "call.invite": "{from} vous invite à une conférence téléphonique avec {customer}.",
   "call.a_customer": "un client",
 
   // page de conférence
