@@ -1,6 +1,7 @@
 // The input field: text with typing indicator, `#` text-block search (a listbox the arrows move in,
 // announced through aria-activedescendant), the attachment bar (a toolbar: arrows move between its
 // buttons; collapsible with a chevron), uploads with a progress bar and Cancel, and the Notes switch.
+import { errorText } from "../shared/i18n.js";
 import { h, icon, replace, clientId, debounce } from "../shared/dom.js";
 import { startUpload, uploadView, uploadError, kindFor } from "../shared/upload.js";
 import { articlesDialog, flowsDialog, chatblocksDialog } from "./pickers.js";
@@ -278,7 +279,7 @@ export class Composer {
       (err) => {
         model.failPending(payload.client_id);
         this.pane.renderTimeline();
-        toast(this.app, this.t("composer.not_sent", { message: err.message }), "error");
+        toast(this.app, this.t("composer.not_sent", { message: errorText(this.t, err) }), "error");
       });
   }
 
@@ -296,7 +297,7 @@ export class Composer {
       (err) => {
         model.failPending(payload.client_id);
         this.pane.renderTimeline();
-        toast(this.app, this.t("composer.note_failed", { message: err.message }), "error");
+        toast(this.app, this.t("composer.note_failed", { message: errorText(this.t, err) }), "error");
       });
   }
 

@@ -2,7 +2,7 @@
 // views) and the routing of server events to the parts that show them.
 import { h, icon, replace, debounce, announcer } from "../shared/dom.js";
 import { Hub } from "../shared/hub.js";
-import { browserLanguage, translator } from "../shared/i18n.js";
+import { browserLanguage, errorText, translator } from "../shared/i18n.js";
 import { ConversationModel } from "../shared/timeline.js";
 import { initials } from "../shared/render.js";
 import { ConversationList, SECTIONS, inSection } from "./list.js";
@@ -251,7 +251,7 @@ export class Console {
     try {
       await this.hub.sync(id, model.loaded ? model.lastSeq : 0);
     } catch (err) {
-      toast(this, this.t("conv.open_failed", { message: err.message }), "error");
+      toast(this, this.t("conv.open_failed", { message: errorText(this.t, err) }), "error");
       return;
     }
     this.markRead();

@@ -1,5 +1,6 @@
 // The open conversation: header (who, request buttons, Assign to me, redirect, resolve, status),
 // live request chips, the timeline and the composer.
+import { errorText } from "../shared/i18n.js";
 import { h, icon, replace } from "../shared/dom.js";
 import { renderMessage, initials, safeUrl } from "../shared/render.js";
 import { isLive } from "../shared/timeline.js";
@@ -158,7 +159,7 @@ export class ConversationPane {
       this.app.onConversationUpdated(res.conversation);
       this.app.selectSection("mine");
     } catch (err) {
-      toast(this.app, err.code === "conflict" ? this.app.t("conv.taken") : err.message, "error");
+      toast(this.app, err.code === "conflict" ? this.app.t("conv.taken") : errorText(this.app.t, err), "error");
     }
   }
 
@@ -170,7 +171,7 @@ export class ConversationPane {
       this.app.onConversationUpdated(res.conversation);
       toast(this.app, this.app.t("conv.redirected"), "success");
     } catch (err) {
-      toast(this.app, err.message, "error");
+      toast(this.app, errorText(this.app.t, err), "error");
     }
   }
 
@@ -182,7 +183,7 @@ export class ConversationPane {
       const mine = conv.assignee_id === this.app.me.id;
       this.app.selectSection(status === "done" ? "done" : mine ? "mine" : "unassigned");
     } catch (err) {
-      toast(this.app, err.message, "error");
+      toast(this.app, errorText(this.app.t, err), "error");
       this.renderHeader();
     }
   }
@@ -193,7 +194,7 @@ export class ConversationPane {
       const res = await this.app.hub.call("request.create", { conversation_id: this.id, kind });
       this.app.onRequest(res.request);
     } catch (err) {
-      toast(this.app, err.message, "error");
+      toast(this.app, errorText(this.app.t, err), "error");
     }
   }
 
@@ -202,7 +203,7 @@ export class ConversationPane {
       const res = await this.app.hub.call("request.end", { request_id: request.id });
       this.app.onRequest(res.request);
     } catch (err) {
-      toast(this.app, err.message, "error");
+      toast(this.app, errorText(this.app.t, err), "error");
     }
   }
 

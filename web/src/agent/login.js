@@ -1,7 +1,7 @@
 // The sign-in form: email + password -> POST /api/auth/login; the token is kept in sessionStorage.
 // Before signing in the agent is unknown, so the form speaks the browser's language.
 import { h, replace } from "../shared/dom.js";
-import { browserLanguage, translator } from "../shared/i18n.js";
+import { browserLanguage, errorText, translator } from "../shared/i18n.js";
 import { login } from "./api.js";
 
 export function showLogin(root, onLoggedIn) {
@@ -32,7 +32,7 @@ export function showLogin(root, onLoggedIn) {
       const res = await login(email.value.trim(), password.value);
       onLoggedIn(res.token, res.agent);
     } catch (err) {
-      error.textContent = err.code === "unauthorized" ? t("login.wrong") : err.message;
+      error.textContent = err.code === "unauthorized" ? t("login.wrong") : errorText(t, err);
       submit.disabled = false;
       submit.textContent = t("login.submit");
     }

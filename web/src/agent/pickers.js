@@ -1,5 +1,6 @@
 // Pickers in modal dialogs: articles (searchable cards), flows, chat blocks, and the redirect target.
 // Articles, flows and text blocks come in several languages: the conversation's language comes first.
+import { errorText } from "../shared/i18n.js";
 import { h, icon, replace, debounce } from "../shared/dom.js";
 import { initials } from "../shared/render.js";
 import { modal } from "./ui.js";
@@ -18,7 +19,7 @@ function searchPicker(app, title, { load, item, placeholder, className }) {
       try {
         items = await load(search.value.trim());
       } catch (err) {
-        replace(results, h("p", { class: "muted", text: err.message }));
+        replace(results, h("p", { class: "muted", text: errorText(t, err) }));
         return;
       } finally {
         results.setAttribute("aria-busy", "false");

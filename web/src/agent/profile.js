@@ -1,7 +1,7 @@
 // The Profile & settings view: who I am, the console's language (saved with the agent through
 // PATCH /api/me), presence (online/away), notification permission, ringtone test.
 import { h, replace } from "../shared/dom.js";
-import { LANGUAGES } from "../shared/i18n.js";
+import { LANGUAGES, errorText } from "../shared/i18n.js";
 import { initials } from "../shared/render.js";
 import { toast } from "./ui.js";
 
@@ -68,7 +68,7 @@ export class ProfileView {
       const select = this.el.querySelector("#profile-language");
       if (select) select.focus(); // the view was drawn again in the new language
     } catch (err) {
-      toast(this.app, this.app.t("profile.language_failed", { message: err.message }), "error");
+      toast(this.app, this.app.t("profile.language_failed", { message: errorText(this.app.t, err) }), "error");
       this.render();
     }
   }
@@ -79,7 +79,7 @@ export class ProfileView {
       this.app.me = { ...this.app.me, ...res.agent };
       this.app.renderPresence();
     } catch (err) {
-      toast(this.app, err.message, "error");
+      toast(this.app, errorText(this.app.t, err), "error");
     }
   }
 

@@ -80,6 +80,14 @@ export function systemText(msg, t) {
   return text;
 }
 
+/** An error in the reader's words: known codes (timeout, network, forbidden, conflict, ...) from the
+ * catalogue (`error.<code>`), otherwise the server's own message. */
+export function errorText(t, err) {
+  const code = err && err.code;
+  if (code && code !== "invalid" && t.has("error." + code)) return t("error." + code);
+  return (err && err.message) || t("error.unknown");
+}
+
 /** "14:05" today, "12 Mar, 14:05" otherwise, in `lang`. */
 export function shortTime(iso, lang = "en") {
   if (!iso) return "";

@@ -3,6 +3,7 @@
 // can be aborted. `uploadView()` is the progress bar with Cancel that both pages show while it runs.
 import { HubError } from "./hub.js";
 import { h } from "./dom.js";
+import { errorText } from "./i18n.js";
 
 /**
  * Upload `file` into `conversationId`. Returns `{promise, abort}`: the promise resolves with the
@@ -66,7 +67,7 @@ export function uploadView(t, file, onCancel) {
 export function uploadError(t, err) {
   if (err && err.code === "too_large") return t("upload.failed", { message: t("upload.too_large") });
   if (err && err.code === "network") return t("upload.failed", { message: t("upload.network") });
-  return t("upload.failed", { message: (err && err.message) || "" });
+  return t("upload.failed", { message: errorText(t, err) });
 }
 
 /** The message kind for an uploaded attachment: the kind asked for if the sniffed type matches, else

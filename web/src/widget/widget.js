@@ -5,7 +5,7 @@ import { Hub } from "../shared/hub.js";
 import { translator } from "../shared/i18n.js";
 import { ConversationModel, isLive } from "../shared/timeline.js";
 import { renderMessage } from "../shared/render.js";
-import { systemText } from "../shared/i18n.js";
+import { errorText, systemText } from "../shared/i18n.js";
 import { startUpload, uploadView, uploadError, kindFor } from "../shared/upload.js";
 import { FlowCard } from "./flow.js";
 import { requestHandlers } from "./handlers.js";
@@ -201,7 +201,7 @@ export class Widget {
       try {
         await this.startConversation(name.value.trim(), first.value.trim());
       } catch (err) {
-        error.textContent = t("widget.error", { message: err.message });
+        error.textContent = t("widget.error", { message: errorText(t, err) });
         submit.disabled = false;
       }
     } } },
@@ -470,7 +470,7 @@ export class Widget {
       }
       this.onRequest(res.request);
     } catch (err) {
-      this.notice(t(this, "widget.error", { message: err.message }));
+      this.notice(t(this, "widget.error", { message: errorText(this.t, err) }));
       for (const b of button.parentNode.querySelectorAll("button")) b.disabled = false;
     }
   }
@@ -480,7 +480,7 @@ export class Widget {
       const res = await this.hub.call("request.end", { request_id: request.id, reason: "customer_stopped" });
       this.onRequest(res.request);
     } catch (err) {
-      this.notice(t(this, "widget.error", { message: err.message }));
+      this.notice(t(this, "widget.error", { message: errorText(this.t, err) }));
     }
   }
 
@@ -537,7 +537,7 @@ export class Widget {
       (err) => {
         model.failPending(payload.client_id);
         this.renderTimeline();
-        this.notice(this.t("widget.error", { message: err.message }));
+        this.notice(this.t("widget.error", { message: errorText(this.t, err) }));
       });
   }
 

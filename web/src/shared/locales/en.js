@@ -352,4 +352,16 @@ export default {
   "cbw.stop": "Stop",
   "cbw.stop_label": "Stop sharing this page",
   "cbw.agent": "your agent",
+  // errors from the server or the network, by code (other codes show the server's message)
+  "error.timeout": "The server did not answer in time.",
+  "error.network": "The server cannot be reached.",
+  "error.unauthorized": "Your session has expired: sign in again.",
+  "error.forbidden": "You are not allowed to do this.",
+  "error.not_found": "This no longer exists.",
+  "error.conflict": "Someone else changed it first.",
+  "error.too_large": "This is too large.",
+  "error.rate_limited": "Too many attempts: wait a moment.",
+  "error.unavailable": "The service is busy: try again shortly.",
+  "error.internal": "Something went wrong on the server.",
+  "error.unknown": "Something went wrong.",
 };

@@ -354,4 +354,16 @@ export default {
   "cbw.stop": "Arrêter",
   "cbw.stop_label": "Arrêter le partage de cette page",
   "cbw.agent": "votre conseiller",
+  // erreurs du serveur ou du réseau, par code (les autres codes affichent le message du serveur)
+  "error.timeout": "Le serveur n'a pas répondu à temps.",
+  "error.network": "Le serveur est injoignable.",
+  "error.unauthorized": "Votre session a expiré : reconnectez-vous.",
+  "error.forbidden": "Vous n'avez pas le droit de faire cela.",
+  "error.not_found": "Cet élément n'existe plus.",
+  "error.conflict": "Quelqu'un d'autre l'a modifié avant vous.",
+  "error.too_large": "C'est trop volumineux.",
+  "error.rate_limited": "Trop de tentatives : patientez un instant.",
+  "error.unavailable": "Le service est surchargé : réessayez dans un instant.",
+  "error.internal": "Une erreur est survenue sur le serveur.",
+  "error.unknown": "Une erreur est survenue.",
 };
