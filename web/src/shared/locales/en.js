@@ -352,6 +352,7 @@ export default {
   "cbw.stop": "Stop",
   "cbw.stop_label": "Stop sharing this page",
   "cbw.agent": "your agent",
+
   // errors from the server or the network, by code (other codes show the server's message)
   "error.timeout": "The server did not answer in time.",
   "error.network": "The server cannot be reached.",

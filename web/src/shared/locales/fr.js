@@ -354,6 +354,7 @@ export default {
   "cbw.stop": "Arrêter",
   "cbw.stop_label": "Arrêter le partage de cette page",
   "cbw.agent": "votre conseiller",
+
   // erreurs du serveur ou du réseau, par code (les autres codes affichent le message du serveur)
   "error.timeout": "Le serveur n'a pas répondu à temps.",
   "error.network": "Le serveur est injoignable.",
