@@ -29,7 +29,7 @@ from tests.reliability.conftest import figure, login, scale, visitor
 from tests.reliability.proc import ServerProcess
 from tests.reliability.storm import Participant, chaos
 
-CONVERSATIONS = scale(100, 200)
+CONVERSATIONS = 100
 TABS = 3
 SEND_S = scale(20.0, 120.0)
 CUT_EVERY_S = 0.05
@@ -180,7 +180,8 @@ async def test_reconnect_storm_loses_and_duplicates_nothing(
             customer_note_gaps=note_gaps,
             errors={k: v for k, v in totals.items() if k.startswith("error_")},
         )
-        assert cuts >= SEND_S / CUT_EVERY_S / 4, "the chaos task hardly cut anything"
+        assert cuts >= 100, "the chaos task hardly cut anything"
+        assert totals["connects"] - len(participants) >= 100
         assert totals["resends"] > 0 and totals["connects"] > len(participants)
         assert totals["stored_before_resend"] > 0, "no cut ever fell between storing and acking"
         assert lost == [], lost[:10]
