@@ -126,6 +126,18 @@ async def agent_login(page: Page, base_url: str, email: str = "alice@example.com
         await asyncio.sleep(0.05)
 
 
+async def wait_until(page: Page, js_function: str, timeout: float = 10.0) -> None:
+    """Poll ``js_function`` (a JS function source, e.g. ``"() => ..."``) until it returns truthy.
+
+    Playwright's ``wait_for_function`` with a string expression may be refused by the pages' CSP (no
+    'unsafe-eval'); ``evaluate`` of a function is not."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not await page.evaluate(js_function):
+        assert loop.time() < deadline, f"timed out waiting for {js_function}"
+        await asyncio.sleep(0.05)
+
+
 async def customer_start(page: Page, base_url: str, name: str, first_message: str) -> None:
     """Open the demo shop, open the widget and start a conversation."""
     await page.goto(base_url + "/demo")

@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 from playwright.async_api import Browser
 
-from tests.browser.conftest import agent_login, new_page
+from tests.browser.conftest import agent_login, new_page, wait_until
 from tests.conftest import Hub, RunningServer
 
 pytestmark = pytest.mark.browser
@@ -30,9 +30,9 @@ async def test_ring_stops_when_taken_and_rings_on_redirect(
     ]
 
     await alice.wait_for_selector(f".toast--incoming[data-conversation='{conv['id']}']")
-    await alice.wait_for_function(f"!{PAUSED}")
+    await wait_until(alice, f"() => !{PAUSED}")
     await bob.ok("conversation.assign", {"conversation_id": conv["id"]})
-    await alice.wait_for_function(PAUSED)
+    await wait_until(alice, f"() => {PAUSED}")
     await alice.wait_for_selector(".toast--incoming", state="detached")
 
     await bob.ok(
@@ -46,9 +46,9 @@ async def test_ring_stops_when_taken_and_rings_on_redirect(
     toast = alice.locator(".toast--incoming")
     await toast.wait_for()
     assert "redirected to you" in (await toast.inner_text()).lower()
-    await alice.wait_for_function(f"!{PAUSED}")
+    await wait_until(alice, f"() => !{PAUSED}")
     await toast.click()
-    await alice.wait_for_function(PAUSED)
+    await wait_until(alice, f"() => {PAUSED}")
     await alice.wait_for_selector(".msg--note >> text=VIP")
     assert watch.errors == []
     await ctx.close()
