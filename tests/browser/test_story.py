@@ -19,6 +19,7 @@ from tests.browser.conftest import (
     new_page,
     screenshots_wanted,
     shadow_text,
+    wait_until,
 )
 from tests.conftest import RunningServer
 
@@ -71,7 +72,7 @@ async def test_new_conversation_story(server: RunningServer, browser: Browser) -
     toast = agent.locator(".toast--incoming")
     await toast.wait_for()
     assert CUSTOMER in await toast.inner_text()
-    await agent.wait_for_function("window.__rang >= 1")
+    await wait_until(agent, "() => window.__rang >= 1")
     assert await agent.evaluate("!document.getElementById('ringtone').paused")
     await agent.wait_for_selector(".section[data-section=unassigned] .badge:not([hidden])")
     assert (await agent.inner_text(".section[data-section=unassigned] .badge")).strip() == "1"
@@ -80,7 +81,7 @@ async def test_new_conversation_story(server: RunningServer, browser: Browser) -
     await toast.click()
     await agent.wait_for_selector(".view--livechat:not([hidden]) .conv .conv__name")
     assert await agent.inner_text(".conv__name") == CUSTOMER
-    await agent.wait_for_function("document.getElementById('ringtone').paused")
+    await wait_until(agent, "() => document.getElementById('ringtone').paused")
     assert await agent.locator(".toast--incoming").count() == 0
 
     # 2. Assign to me
