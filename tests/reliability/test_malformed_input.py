@@ -288,6 +288,7 @@ FRAMES: list[tuple[str, str | bytes, bool]] = [
 #: Frames that need no answer by the protocol (Node's socket.io ignores them too).
 SILENCE_IS_FINE = {
     "ack of an unknown id",
+    "binary placeholder without attachment",  # the server waits for the announced attachment
     "event before connecting",
     "disconnect then event",
     "engine.io upgrade on a websocket",
