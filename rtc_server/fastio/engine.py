@@ -238,7 +238,8 @@ class FastEngineSocket(async_socket.AsyncSocket):
             if kind is WSMsgType.TEXT:
                 data = msg.data
                 if not data:
-                    continue
+                    await self.close(wait=False, abort=True)
+                    break
                 head = data[0]
                 if head == "4":
                     if on_message is not None:
@@ -255,16 +256,19 @@ class FastEngineSocket(async_socket.AsyncSocket):
                 break  # closed, closing or a protocol error
             try:
                 await self.receive(packet.Packet(encoded_packet=data))
-            except exceptions.UnknownPacketError:
-                pass
             except exceptions.SocketIsClosedError:
                 break
-            except Exception:
-                log.exception("engine.io: bad packet from %s", sid)
+            except Exception as exc:  # an unknown or undecodable Engine.IO packet: close, as Node does
+                log.info("engine.io: closing %s after a bad packet: %r", sid, str(exc)[:200])
+                await self.close(wait=False, abort=True)
+                break
 
     async def _dispatch(self, handler: Any, sid: str, data: Any) -> None:
         try:
             await handler(sid, data)
+        except (ValueError, TypeError, KeyError, IndexError, RecursionError) as exc:
+            log.info("engine.io: closing %s after an undecodable packet: %s", sid, str(exc)[:200])
+            await self.close(wait=False, abort=True)
         except Exception:
             log.exception("engine.io: message handler failed for %s", sid)
 

@@ -197,10 +197,13 @@ class Peer:
                 raise Conflict(str(exc)) from exc
             except Exception as exc:  # OperationError, ValueError, ... from a description aiortc refuses
                 raise Invalid(f"unusable offer: {exc}", field="sdp") from exc
-            self._adopt_transceivers()
-            answer = await self.pc.createAnswer()
-            self._restrict_hosts()
-            await self.pc.setLocalDescription(answer)
+            try:
+                self._adopt_transceivers()
+                answer = await self.pc.createAnswer()
+                self._restrict_hosts()
+                await self.pc.setLocalDescription(answer)
+            except Exception as exc:  # m-sections aiortc accepted but cannot answer (no mid, no transport)
+                raise Invalid(f"unusable offer: {exc}", field="sdp") from exc
             self._last_answer_at = time.monotonic()
             local = self.pc.localDescription.sdp
         self._listener.on_peer_changed(self)

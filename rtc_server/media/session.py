@@ -114,7 +114,10 @@ class Session:
         except BaseException:
             if created and self.peers.get(participant.key) is peer:
                 del self.peers[participant.key]
-                await peer.close()
+                try:
+                    await peer.close()  # aiortc may fail to close a half-negotiated peer: keep the first error
+                except Exception:
+                    log.debug("closing a refused peer failed", exc_info=True)
             raise
         return answer
 

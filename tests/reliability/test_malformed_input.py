@@ -389,12 +389,6 @@ def test_raw_frames_never_crash_the_server(target: Target) -> None:
     assert not [o for o in outcomes.values() if o.startswith("other")], outcomes
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="rtc_server/fastio/engine.py drops an undecodable Socket.IO packet silently (the client waits "
-    "forever) and logs a traceback per frame; wanted: close the connection (Node's 'parse error') and log "
-    "one line without traceback (docs/reliability.md, 'Bugs found')",
-)
 def test_undecodable_frames_close_the_connection_without_a_traceback(target: Target) -> None:
     """Every frame the server cannot decode closes the connection (a clear error for the client), and the
     server log gets no traceback for client garbage."""
@@ -534,12 +528,6 @@ def test_mutated_sdp_offers_never_break_the_media_plane(target: Target) -> None:
     assert target.server.alive()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="rtc_server/media/peer.py accept_offer: createAnswer/setLocalDescription errors (an m=text "
-    "section, m-sections without a=mid, a renegotiation without a direction) escape as 'internal'; wanted: "
-    "'invalid' and the peer replaced (docs/reliability.md, 'Bugs found')",
-)
 def test_mutated_sdp_offers_get_clear_errors(target: Target) -> None:
     """No mutated offer is answered with ``internal``: each gets ``invalid`` (or another stable code)."""
     if not target.sdp_counts:
