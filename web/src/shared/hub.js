@@ -28,11 +28,19 @@ export class Hub {
     });
     this.outbox = new Map(); // client_id -> {event, payload, resolve, reject}
     this.lastSeq = new Map(); // conversation_id -> highest seq seen
+    // conversation_id -> seq up to which nothing is missing: it follows lastSeq only while the
+    // conversation has been synced on the current connection, so a cut before that sync succeeds never
+    // lets live events skip the missed range (the next reconnect syncs from here).
+    this.resumeFrom = new Map();
+    this.syncedHere = new Set(); // conversations synced on the current connection
     this.syncing = new Set(); // conversation ids to sync after a reconnect
     this.listeners = new Map();
     this.everConnected = false;
     this.socket.on("connect", () => this._onConnect());
-    this.socket.on("disconnect", (reason) => this._emitLocal("status", { online: false, reason }));
+    this.socket.on("disconnect", (reason) => {
+      this.syncedHere.clear();
+      this._emitLocal("status", { online: false, reason });
+    });
     this.socket.on("connect_error", (err) => {
       const code = err && err.data && err.data.code;
       this._emitLocal("status", { online: false, error: code || "network", message: err && err.message });
@@ -112,6 +120,9 @@ export class Hub {
   seen(conversationId, seq) {
     const prev = this.lastSeq.get(conversationId) || 0;
     if (seq > prev) this.lastSeq.set(conversationId, seq);
+    if (this.syncedHere.has(conversationId) && seq > (this.resumeFrom.get(conversationId) || 0)) {
+      this.resumeFrom.set(conversationId, seq);
+    }
     return seq > prev;
   }
 
@@ -127,9 +138,13 @@ export class Hub {
 
   /** `conversation.sync` from the highest seq seen; emits a local `synced` event with the result. */
   async sync(conversationId, afterSeq) {
-    const after = afterSeq ?? this.lastSeq.get(conversationId) ?? 0;
+    const after = afterSeq ?? this.resumeFrom.get(conversationId) ?? 0;
     const res = await this.call("conversation.sync", { conversation_id: conversationId, after_seq: after });
     for (const m of res.messages) this.seen(conversationId, m.seq);
+    if (this.socket.connected && !res.has_more && after <= (this.resumeFrom.get(conversationId) || 0)) {
+      this.syncedHere.add(conversationId);
+      this.resumeFrom.set(conversationId, this.lastSeq.get(conversationId) || 0);
+    }
     this._emitLocal("synced", { conversationId, ...res });
     return res;
   }
@@ -143,11 +158,19 @@ export class Hub {
       this._flushOne(id, entry);
     }
     if (reconnect) {
-      for (const id of this.syncing) {
-        this.sync(id).catch((err) => console.warn("sync failed", id, err));
-      }
+      for (const id of this.syncing) this._resync(id);
     }
     this._emitLocal("connected", { reconnect });
+  }
+
+  /** Sync from the resume mark, retrying while this connection lasts and the sync keeps failing. */
+  _resync(conversationId, attempt = 0) {
+    this.sync(conversationId).catch((err) => {
+      console.warn("sync failed", conversationId, err);
+      if (this.socket.connected && this.syncing.has(conversationId) && !this.syncedHere.has(conversationId)) {
+        setTimeout(() => this._resync(conversationId, attempt + 1), Math.min(500 * 2 ** attempt, 8000));
+      }
+    });
   }
 
   close() {
