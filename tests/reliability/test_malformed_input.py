@@ -535,6 +535,40 @@ def test_mutated_sdp_offers_get_clear_errors(target: Target) -> None:
     assert target.sdp_problems == []
 
 
+async def _poisoned_offer_round(t: Target) -> list[str]:
+    """A valid offer, then the same with a connection address aiortc parses but cannot write back
+    (``c=IN IP4 0.0.0.-1``), then the valid one again; the codes (or ``ok``) of the three answers."""
+    conv = await t.customer.call("conversation.start", {"body": "poison"}, namespace="/customer")
+    cid = conv["conversation"]["id"]
+    await t.agent.call("conversation.assign", {"conversation_id": cid}, namespace="/agent")
+    req = await t.agent.call("request.create", {"conversation_id": cid, "kind": "video"}, namespace="/agent")
+    rid = req["request"]["id"]
+    await t.customer.call("request.respond", {"request_id": rid, "accept": True}, namespace="/customer")
+    good = await _offer_sdp()
+    bad = good.replace("c=IN IP4 127.0.0.1", "c=IN IP4 0.0.0.-1", 1)
+    codes = []
+    for sdp in (good, bad, good):
+        res = await t.customer.call(
+            "rtc.offer", {"request_id": rid, "sdp": sdp, "type": "offer"}, namespace="/customer", timeout=15
+        )
+        codes.append("ok" if res.get("ok") else str(res.get("error", {}).get("code")))
+    await t.agent.call("request.end", {"request_id": rid}, namespace="/agent")
+    await t.agent.call("conversation.status", {"conversation_id": cid, "status": "done"}, namespace="/agent")
+    return codes
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="rtc_server/media/peer.py accept_offer: an offer whose address aiortc parses but cannot serialise "
+    "is accepted, and every later offer of that participant then fails with 'internal' "
+    "(docs/reliability.md, 'Bugs found', B2)",
+)
+def test_an_offer_aiortc_cannot_write_back_is_invalid_and_does_not_poison_the_peer(target: Target) -> None:
+    """``c=IN IP4 0.0.0.-1`` is refused with ``invalid``, and the participant's next valid offer is
+    answered."""
+    assert target.lt.run(_poisoned_offer_round(target), timeout=120) == ["ok", "invalid", "ok"]
+
+
 # -- 4. hostile uploads (the full list: tests/functional/test_http_uploads.py) ----------------------------
 
 
