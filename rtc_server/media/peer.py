@@ -179,7 +179,7 @@ class Peer:
         """Apply the client's offer and return the server's answer SDP."""
         try:
             cleaned = restrict_codecs(strip_mdns_candidates(sdp))
-            SessionDescription.parse(cleaned)
+            str(SessionDescription.parse(cleaned))  # serialising catches what parsing lets through
         except SdpError as exc:
             raise Invalid(str(exc), field="sdp") from exc
         except Exception as exc:

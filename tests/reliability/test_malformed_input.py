@@ -557,12 +557,6 @@ async def _poisoned_offer_round(t: Target) -> list[str]:
     return codes
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="rtc_server/media/peer.py accept_offer: an offer whose address aiortc parses but cannot serialise "
-    "is accepted, and every later offer of that participant then fails with 'internal' "
-    "(docs/reliability.md, 'Bugs found', B2)",
-)
 def test_an_offer_aiortc_cannot_write_back_is_invalid_and_does_not_poison_the_peer(target: Target) -> None:
     """``c=IN IP4 0.0.0.-1`` is refused with ``invalid``, and the participant's next valid offer is
     answered."""
