@@ -7,6 +7,16 @@ from __future__ import annotations
 
 from typing import Any
 
+from signaling.domain.models import (
+    AGENT_STATUSES,
+    ATTACHMENT_KINDS,
+    AUTHOR_KINDS,
+    CONVERSATION_STATUSES,
+    MESSAGE_KINDS,
+    ROUTING_MODES,
+)
+from signaling.domain.requests import Kind, State
+
 Json = dict[str, Any]
 
 STR: Json = {"type": "string"}
@@ -75,7 +85,7 @@ SCHEMAS: dict[str, Json] = {
         ["id", "name", "routing"],
         id=STR,
         name=STR,
-        routing={"enum": ["manual", "auto"]},
+        routing={"enum": list(ROUTING_MODES)},
         created_at=TIME,
         agent_ids=array(STR),
     ),
@@ -88,19 +98,19 @@ SCHEMAS: dict[str, Json] = {
         is_admin=BOOL,
         capacity=INT,
         locale=STR,
-        status={"enum": ["online", "away", "offline"]},
+        status={"enum": list(AGENT_STATUSES)},
     ),
     "Visitor": obj(
         ["id"], id=STR, name=STR, email=STR, user_id=STR, verified=BOOL, locale=STR, created_at=TIME
     ),
-    "Author": obj(["kind", "id"], kind={"enum": ["customer", "agent", "system"]}, id=STR, name=STR),
+    "Author": obj(["kind", "id"], kind={"enum": list(AUTHOR_KINDS)}, id=STR, name=STR),
     "Attachment": obj(
         ["id", "name", "mime", "size", "url"],
         id=STR,
         name=STR,
         mime=STR,
         size=INT,
-        kind={"enum": ["image", "video", "audio", "file"]},
+        kind={"enum": list(ATTACHMENT_KINDS)},
         url=STR,
         thumbnail_url=STR,
     ),
@@ -108,7 +118,7 @@ SCHEMAS: dict[str, Json] = {
         ["id", "visitor", "status", "team_id", "created_at", "updated_at", "last_seq"],
         id=STR,
         visitor=ref("Visitor"),
-        status={"enum": ["open", "done"]},
+        status={"enum": list(CONVERSATION_STATUSES)},
         assignee_id=NSTR,
         assignee={"oneOf": [obj(["id", "name"], id=STR, name=STR), {"type": "null"}]},
         team_id=STR,
@@ -129,21 +139,7 @@ SCHEMAS: dict[str, Json] = {
         seq=INT,
         client_id=STR,
         author=ref("Author"),
-        kind={
-            "enum": [
-                "text",
-                "note",
-                "image",
-                "video",
-                "audio",
-                "file",
-                "article",
-                "flow",
-                "flow_answer",
-                "chatblock",
-                "system",
-            ]
-        },
+        kind={"enum": list(MESSAGE_KINDS)},
         body=STR,
         created_at=TIME,
         attachment=ref("Attachment"),
@@ -159,8 +155,8 @@ SCHEMAS: dict[str, Json] = {
         ["id", "conversation_id", "kind", "state", "requested_by", "created_at", "updated_at"],
         id=STR,
         conversation_id=STR,
-        kind={"enum": ["cobrowse", "call", "video", "desktop", "show_screen", "conference"]},
-        state={"enum": ["pending", "accepted", "active", "declined", "cancelled", "expired", "ended"]},
+        kind={"enum": [k.value for k in Kind]},
+        state={"enum": [s.value for s in State]},
         requested_by=STR,
         created_at=TIME,
         updated_at=TIME,
@@ -220,7 +216,7 @@ SCHEMAS: dict[str, Json] = {
         conversation_id=STR,
         file={"type": "string", "format": "binary", "description": "At most the server's upload cap."},
         kind={
-            "enum": ["image", "video", "audio", "file"],
+            "enum": list(ATTACHMENT_KINDS),
             "description": "What the client means to send; refused if the content is not that.",
         },
     ),
@@ -265,10 +261,13 @@ SCHEMAS: dict[str, Json] = {
         ["name"],
         additional=False,
         name={"type": "string", "maxLength": 64},
-        routing={"enum": ["manual", "auto"], "default": "manual"},
+        routing={"enum": list(ROUTING_MODES), "default": "manual"},
     ),
     "TeamUpdate": obj(
-        None, additional=False, name={"type": "string", "maxLength": 64}, routing={"enum": ["manual", "auto"]}
+        None,
+        additional=False,
+        name={"type": "string", "maxLength": 64},
+        routing={"enum": list(ROUTING_MODES)},
     ),
     "TextBlockCreate": obj(
         ["shortcut", "title", "body"],
