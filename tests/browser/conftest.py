@@ -117,13 +117,7 @@ async def agent_login(page: Page, base_url: str, email: str = "alice@example.com
     await page.click(".login__form button[type=submit]")
     await page.wait_for_selector(".console .section")
     # the console is connected once the first section's list has loaded
-    # Polled with evaluate (a function, not a string expression): the console's CSP has no
-    # 'unsafe-eval', which string-expression wait_for_function may need.
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + 10
-    while not await page.evaluate("() => !!(window.__console && window.__console.hub.connected)"):
-        assert loop.time() < deadline, "the console did not connect within 10 s"
-        await asyncio.sleep(0.05)
+    await wait_until(page, "() => !!(window.__console && window.__console.hub.connected)")
 
 
 async def wait_until(page: Page, js_function: str, timeout: float = 10.0) -> None:
