@@ -22,7 +22,7 @@ from signaling.domain.models import (
 from signaling.services.fanout import Audience
 from signaling.services.principal import Principal
 from signaling.services.timeline import Timeline
-from signaling.storage.base import ANY, ConversationQuery
+from signaling.storage.base import ConversationQuery
 
 CUSTOMER_KINDS = frozenset({"text", "image", "video", "audio", "file", "flow_answer"})
 AGENT_KINDS = frozenset(CLIENT_MESSAGE_KINDS) - {"flow_answer"}
@@ -511,4 +511,4 @@ class ConversationService:
         return [b.to_wire() for b in found]
 
 
-__all__ = ["ConversationService", "ChatSettings", "ANY"]
+__all__ = ["ConversationService", "ChatSettings"]
