@@ -240,3 +240,27 @@ async def test_keyboard_only(server: RunningServer, browser: Browser) -> None:
     assert awatch.errors == [] and cwatch.errors == []
     await actx.close()
     await cctx.close()
+
+
+async def test_opening_the_widget_never_takes_the_focus_from_a_field_the_visitor_chose(
+    server: RunningServer, browser: Browser
+) -> None:
+    """The launcher puts the focus in the message field, but a visitor who goes straight to the name field
+    keeps it: the late second focus (for pages still laying the panel out) must not pull it away, or their
+    name would be typed into the message."""
+    cctx, customer, _ = await open_page(browser, 1200, 800)
+    await customer.goto(server.url + "/demo")
+    await customer.evaluate(
+        """() => {
+            const root = document.getElementById('rtc-engage-widget').shadowRoot;
+            root.querySelector('.launcher').click();
+            root.querySelector('.prechat input[name=name]').focus();
+        }"""
+    )
+    await customer.keyboard.type("Nina Fast")
+    await asyncio.sleep(0.2)  # past the widget's delayed focus
+    assert (await active(customer, shadow=True))["tag"] == "input"
+    await customer.keyboard.type(" Typist")
+    assert await customer.input_value(".prechat input[name=name]") == "Nina Fast Typist"
+    assert await customer.input_value(".prechat textarea") == ""
+    await cctx.close()

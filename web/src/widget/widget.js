@@ -152,8 +152,15 @@ export class Widget {
     if (open) {
       this.markRead();
       this.scrollDown();
+      // the composer, or the pre-chat form's message (the one field it needs); the second try never
+      // takes the focus from a field the visitor clicked meanwhile (their typing would land here)
       const input = this.root.querySelector(".wcomposer__input, .prechat textarea");
-      if (input) setTimeout(() => input.focus(), 30);
+      if (input) {
+        input.focus();
+        setTimeout(() => {
+          if (!this.panel.hidden && !this.panel.contains(this.root.activeElement)) input.focus();
+        }, 30);
+      }
     }
     this.renderBadge();
   }
