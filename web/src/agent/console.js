@@ -454,10 +454,11 @@ export class Console {
     this.cobrowse.render();
   }
 
-  showStatus({ online, reconnect }) {
+  showStatus({ online, reconnect, retrying }) {
     clearTimeout(this.bannerTimer);
     if (!online) {
-      if (!this.hub.everConnected) return;
+      // a first connect that fails is quiet, unless the server asked to come back later (rate_limited)
+      if (!this.hub.everConnected && !retrying) return;
       this.banner.className = "banner banner--offline";
       this.banner.textContent = this.t("reconnecting");
       this.banner.hidden = false;

@@ -1,6 +1,7 @@
 // The Socket.IO connection both pages use: calls with acks as promises, an outbox that resends
 // unacknowledged messages with the same client_id after a reconnect, per-conversation highest seq,
-// and `conversation.sync` after every reconnect.
+// `conversation.sync` after every reconnect, and a retry (back-off with jitter, capped) of a connect the
+// server refused with `rate_limited`.
 import { io } from "socket.io-client";
 
 export class HubError extends Error {
@@ -12,6 +13,19 @@ export class HubError extends Error {
 }
 
 const CALL_TIMEOUT_MS = 10000;
+// A connect the server refused with `rate_limited` is retried after an exponential back-off with
+// "equal jitter" (half fixed, half random, so many refused clients do not come back together), capped;
+// socket.io-client itself never retries a refused namespace connect.
+const RATE_LIMITED_RETRY_BASE_MS = 1000;
+const RATE_LIMITED_RETRY_MAX_MS = 30000;
+
+/** Milliseconds to wait before the `attempt`-th (0-based) retry of a rate-limited connect. */
+export function rateLimitedDelay(attempt, retryAfterS = 0, random = Math.random) {
+  const ceiling = Math.min(RATE_LIMITED_RETRY_MAX_MS, RATE_LIMITED_RETRY_BASE_MS * 2 ** Math.min(attempt, 16));
+  const jittered = ceiling / 2 + random() * (ceiling / 2);
+  const floor = Number.isFinite(retryAfterS) && retryAfterS > 0 ? retryAfterS * 1000 : 0;
+  return Math.min(RATE_LIMITED_RETRY_MAX_MS, Math.max(floor, jittered));
+}
 
 export class Hub {
   /**
@@ -36,14 +50,25 @@ export class Hub {
     this.syncing = new Set(); // conversation ids to sync after a reconnect
     this.listeners = new Map();
     this.everConnected = false;
+    this.closed = false;
+    this.retryTimer = null; // pending retry of a rate-limited connect
+    this.rateLimitedAttempts = 0; // consecutive rate-limited connects (reset on connect)
     this.socket.on("connect", () => this._onConnect());
     this.socket.on("disconnect", (reason) => {
       this.syncedHere.clear();
       this._emitLocal("status", { online: false, reason });
     });
     this.socket.on("connect_error", (err) => {
-      const code = err && err.data && err.data.code;
-      this._emitLocal("status", { online: false, error: code || "network", message: err && err.message });
+      const data = (err && err.data) || {};
+      const code = data.code;
+      const retryInMs = code === "rate_limited" ? this._retryRateLimited(data) : null;
+      this._emitLocal("status", {
+        online: false,
+        error: code || "network",
+        message: err && err.message,
+        retrying: retryInMs !== null,
+        retryInMs,
+      });
       if (code === "unauthorized" || code === "forbidden") this._emitLocal("unauthorized", err);
     });
   }
@@ -149,7 +174,22 @@ export class Hub {
     return res;
   }
 
+  /** Schedule another connect after a `rate_limited` refusal; returns the delay in ms. */
+  _retryRateLimited(data) {
+    clearTimeout(this.retryTimer);
+    const retryAfterS = Number((data.details && data.details.retry_after_s) || 0);
+    const delay = rateLimitedDelay(this.rateLimitedAttempts++, retryAfterS);
+    this.retryTimer = setTimeout(() => {
+      this.retryTimer = null;
+      if (!this.closed && !this.socket.connected) this.socket.connect();
+    }, delay);
+    return delay;
+  }
+
   async _onConnect() {
+    clearTimeout(this.retryTimer);
+    this.retryTimer = null;
+    this.rateLimitedAttempts = 0;
     const reconnect = this.everConnected;
     this.everConnected = true;
     this._emitLocal("status", { online: true, reconnect });
@@ -174,6 +214,8 @@ export class Hub {
   }
 
   close() {
+    this.closed = true;
+    clearTimeout(this.retryTimer);
     this.socket.close();
   }
 }
