@@ -1,7 +1,8 @@
 """``GET /metrics`` in the Prometheus text exposition format (0.0.4), written by hand.
 
 Counters of the hub (``services.metrics``), HTTP requests per route pattern (counted by a middleware
-here, so label values stay bounded), connected sockets, the store's answer, uptime and memory.
+here, so label values stay bounded), calls refused by the abuse limits, connected sockets, the store's
+answer, uptime and memory.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from aiohttp import web
 
 from rtc_server.app import CONFIG, SERVICES, STORE
 from rtc_server.http import sockets
+from rtc_server.http.ratelimit import LIMITS, REFUSAL_KINDS
 from signaling.domain.errors import DomainError
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
@@ -196,6 +198,18 @@ async def metrics(request: web.Request) -> web.Response:
         "counter",
         "Socket.IO events that failed with an internal error.",
         [({"event": ev}, n) for ev, n in sorted(services.metrics.errors.items())],
+    )
+    limits = app.get(LIMITS)
+    refused = limits.refused if limits is not None else {}
+    out.family(
+        "rtc_rate_limited_total",
+        "counter",
+        "Calls refused by the abuse limits (rate_limited), by kind (Socket.IO namespace connects, "
+        "Socket.IO events, HTTP requests answered 429) and limit.",
+        [
+            ({"kind": kind, "limit": limit}, refused.get(limit, 0))
+            for limit, kind in sorted(REFUSAL_KINDS.items())
+        ],
     )
     up, ping_s = await _ping(app)
     out.family("rtc_store_up", "gauge", "1 when the store answered a trivial query.", [({}, 1 if up else 0)])

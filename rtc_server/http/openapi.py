@@ -11,6 +11,7 @@ from typing import Any
 from aiohttp import web
 
 from rtc_server.http.openapi_schemas import SCHEMAS, ref
+from rtc_server.http.ratelimit import LIMITED_ROUTES
 
 Json = dict[str, Any]
 
@@ -22,6 +23,11 @@ ERRORS = {
     409: ("conflict", "The state changed or the value is taken (`conflict`)."),
     413: ("too_large", "Above a size cap (`too_large`)."),
     416: ("", "The requested byte range is outside the file (no body)."),
+    429: (
+        "rate_limited",
+        "Too many calls of this kind from the caller's address (`rate_limited`); "
+        "`details.retry_after_s` and the `Retry-After` header say when to try again.",
+    ),
     503: ("unavailable", "A dependency cannot serve the call now."),
 }
 AGENT: list[Json] = [{"bearer": []}]
@@ -78,10 +84,26 @@ def _op(
                 "description": ERRORS[code][1],
                 "headers": {"Content-Range": {"schema": {"type": "string"}}},
             }
+        elif code == 429:
+            responses["429"] = _rate_limited()
         else:
             responses[str(code)] = {"description": ERRORS[code][1], "content": _json(ref("Error"))}
     op["responses"] = responses
     return op
+
+
+def _rate_limited() -> Json:
+    """The 429 answer of the rate-limit middleware (``rtc_server/http/ratelimit.py``)."""
+    return {
+        "description": ERRORS[429][1],
+        "headers": {
+            "Retry-After": {
+                "description": "Seconds to wait before calling again.",
+                "schema": {"type": "integer", "minimum": 1},
+            }
+        },
+        "content": _json(ref("RateLimitedError")),
+    }
 
 
 def _path_id(what: str) -> Json:
@@ -507,10 +529,15 @@ def _paths() -> dict[str, Json]:
                 security=PUBLIC,
                 content={"text/plain": {"schema": {"type": "string"}}},
                 description="Text exposition format 0.0.4: sockets per namespace, hub events and errors, HTTP "
-                "requests and latency per route, store health, uptime, resident memory.",
+                "requests and latency per route, calls refused by the abuse limits "
+                "(`rtc_rate_limited_total` by `kind`: `connects`, `events`, `http`), store health, uptime, "
+                "resident memory.",
             )
         },
     }
+    for method, path in LIMITED_ROUTES:  # the rate-limit middleware may answer 429 on these
+        op = paths[path][method.lower()]
+        op["responses"] = dict(sorted({**op["responses"], "429": _rate_limited()}.items()))
     return paths
 
 

@@ -81,6 +81,19 @@ SCHEMAS: dict[str, Json] = {
             details={"type": "object"},
         ),
     ),
+    "RateLimitedError": obj(
+        ["ok", "error"],
+        ok={"const": False},
+        error=obj(
+            ["code", "message", "details"],
+            code={"const": "rate_limited"},
+            message=STR,
+            details=obj(
+                ["retry_after_s"],
+                retry_after_s={**INT, "minimum": 1, "description": "Seconds to wait (as `Retry-After`)."},
+            ),
+        ),
+    ),
     "Team": obj(
         ["id", "name", "routing"],
         id=STR,

@@ -33,6 +33,14 @@ LIMITED_ROUTES = {
     ("POST", "/api/visitors"): "visitors",
 }
 SOCKETIO_PATH = "/socket.io/"
+#: What each limit refuses, for ``/metrics``: Socket.IO namespace ``connects``, Socket.IO ``events`` on a
+#: connection, or ``http`` requests answered 429 (Engine.IO handshakes and the routes above).
+REFUSAL_KINDS = {
+    "connects": "connects",
+    "events": "events",
+    "handshakes": "http",
+    **{limit: "http" for limit in LIMITED_ROUTES.values()},
+}
 
 
 def settings_from(config: Config) -> LimitSettings:
