@@ -47,6 +47,7 @@ def make_media(config: Config) -> MediaGateway:
     return AiortcMediaGateway(
         host_addresses=list(config.media_host_addresses) or None,
         ice_servers=list(config.ice_servers) or None,
+        rejoin_grace=config.media_rejoin_grace_s,
     )
 
 

@@ -42,6 +42,9 @@ class Config:
     """Addresses the server's aiortc peers offer as host candidates (empty: aioice's own choice)."""
     media: bool = True
     """Run the aiortc media plane on this node."""
+    media_rejoin_grace_s: float = 20.0
+    """How long a call keeps a participant whose peer connection dropped (network blip, page reload)
+    before it ends (``RTC_MEDIA_REJOIN_GRACE_S``; 0: at once)."""
     allowed_origins: tuple[str, ...] = ()
     """Origins allowed to open Socket.IO connections; empty: any origin."""
     web_dir: str = ""

@@ -67,6 +67,8 @@ class AiortcMediaGateway:
     :param ice_servers: STUN/TURN servers for browsers, as ``RTCConfiguration.iceServers`` entries
         (``{"urls": ..., "username"?: ..., "credential"?: ...}``); returned by :meth:`ice_servers`.
         The server's own peers use none: they are reachable on their host candidates.
+    :param rejoin_grace: seconds a 1:1 session keeps the place of a participant whose peer dropped
+        (``reconnecting`` event) for them to offer again (see :mod:`rtc_server.media.session`).
     """
 
     def __init__(
@@ -75,6 +77,7 @@ class AiortcMediaGateway:
         ice_servers: list[dict[str, Any]] | None = None,
         *,
         pli_interval: float = 0.5,
+        rejoin_grace: float = 20.0,
     ) -> None:
         self._ice_servers = [dict(entry) for entry in ice_servers or []]
         for entry in self._ice_servers:
@@ -83,6 +86,7 @@ class AiortcMediaGateway:
         self.config = PeerConfig(
             host_addresses=tuple(host_addresses) if host_addresses else None,
             pli_interval=pli_interval,
+            rejoin_grace=rejoin_grace,
         )
         self._sessions: dict[str, Session] = {}
         self._events = _EventPump()

@@ -84,6 +84,9 @@ class PeerConfig:
     """Minimum interval between keyframe requests sent to one publisher."""
     offer_delay: float = 0.1
     """Minimum delay between the server's answer to a client and a server offer to that client."""
+    rejoin_grace: float = 20.0
+    """How long a 1:1 session waits for a participant whose peer connection dropped to offer again
+    before it counts them as gone (0: at once)."""
 
 
 class PeerListener(Protocol):

@@ -17,6 +17,13 @@ End of a session (``closed`` event): a conference ends with reason ``empty`` whe
 has gone; any other kind ends as soon as one side is gone (no customer, or no agent, left): reason
 ``peer_dropped`` when a peer connection failed or was closed by the client, ``ended`` after
 :meth:`Session.leave`; :meth:`Session.close` ends it with the caller's reason.
+
+Rejoin grace (the :data:`REJOIN_KINDS`: ``call``, ``video``, ``desktop``, ``show_screen``): when a
+participant's peer connection fails or is closed by the client (a network blip, a page reload), the
+participant is *away*, not gone: the session reports ``reconnecting`` and keeps their place for
+``PeerConfig.rejoin_grace`` seconds. An offer from them in that time makes a new server peer
+(``rejoined`` once it connects; attaching the new tracks asks the publishers for keyframes); when the
+grace runs out they are gone (``participant_left``, ``peer_dropped``) and the session ends as above.
 """
 
 from __future__ import annotations
@@ -58,6 +65,9 @@ def may_forward(kind: str, publisher: Participant, subscriber: Participant, medi
     return True
 
 
+#: Request kinds whose participants get a grace period to come back after their peer dropped.
+REJOIN_KINDS = frozenset({"call", "video", "desktop", "show_screen"})
+
 Reporter = Callable[[MediaEvent], None]
 
 
@@ -76,6 +86,9 @@ class Session:
         self._active_reported = False
         self._tasks: set[asyncio.Task[Any]] = set()
         self._teardown: asyncio.Future[None] | None = None
+        self.away: dict[str, tuple[Participant, asyncio.Task[None]]] = {}
+        """Participants whose peer dropped, by key, with the task that ends their grace."""
+        self._rejoining: set[str] = set()
         self.cobrowse = (
             CobrowseRelay(spec.policy, on_active=self._on_active) if spec.kind == "cobrowse" else None
         )
@@ -106,6 +119,7 @@ class Session:
             peer = None
         created = peer is None or peer.closed
         if created:
+            self._back(participant.key)
             peer = Peer(participant, self.config, self, send_on_client_transceivers=self.kind != "conference")
             self.peers[participant.key] = peer
         assert peer is not None
@@ -114,8 +128,8 @@ class Session:
         except BaseException:
             if created and self.peers.get(participant.key) is peer:
                 del self.peers[participant.key]
-                try:
-                    await peer.close()  # aiortc may fail to close a half-negotiated peer: keep the first error
+                try:  # aiortc may fail to close a half-negotiated peer: keep the first error
+                    await peer.close()
                 except Exception:
                     log.debug("closing a refused peer failed", exc_info=True)
             raise
@@ -131,8 +145,14 @@ class Session:
 
     async def leave(self, participant: Participant) -> None:
         """Close ``participant``'s peer; reports ``participant_left`` (and ``closed`` if it ends)."""
+        if self.closed:
+            return
+        if participant.key in self.away and participant.key not in self.peers:
+            self._back(participant.key, rejoining=False)
+            await self._gone(participant, "left", closing_reason="ended")
+            return
         peer = self.peers.get(participant.key)
-        if peer is None or self.closed:
+        if peer is None:
             return
         await self._depart(peer, "left", closing_reason="ended")
 
@@ -146,6 +166,7 @@ class Session:
         await asyncio.shield(self._teardown)
 
     async def _close_all(self) -> None:
+        self.away.clear()
         pending = list(self._tasks)
         for task in pending:
             task.cancel()
@@ -169,16 +190,48 @@ class Session:
         if self.cobrowse is not None:
             self.cobrowse.remove(peer.participant)
         await peer.close()
-        self._report(MediaEvent("participant_left", self.request_id, peer.participant, reason=reason))
+        if reason == "peer_dropped" and self._may_rejoin():
+            self._report(MediaEvent("reconnecting", self.request_id, peer.participant, reason=reason))
+            task = asyncio.ensure_future(self._grace(peer.participant, closing_reason))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+            self.away[peer.participant.key] = (peer.participant, task)
+            self._route()
+            return
+        await self._gone(peer.participant, reason, closing_reason)
+
+    async def _gone(self, participant: Participant, reason: str, closing_reason: str) -> None:
+        self._report(MediaEvent("participant_left", self.request_id, participant, reason=reason))
         if self._should_end():
             await self.close("empty" if self.kind == "conference" else closing_reason)
         else:
             self._route()
 
+    def _may_rejoin(self) -> bool:
+        return not self.closed and self.kind in REJOIN_KINDS and self.config.rejoin_grace > 0
+
+    async def _grace(self, participant: Participant, closing_reason: str) -> None:
+        """Wait for ``participant`` to offer again; past the grace they are gone."""
+        await asyncio.sleep(self.config.rejoin_grace)
+        entry = self.away.get(participant.key)
+        if entry is None or entry[1] is not asyncio.current_task() or self.closed:
+            return
+        del self.away[participant.key]
+        await self._gone(participant, "peer_dropped", closing_reason)
+
+    def _back(self, key: str, rejoining: bool = True) -> None:
+        """An away participant offers again (or leaves): their grace ends without a departure."""
+        entry = self.away.pop(key, None)
+        if entry is not None:
+            if rejoining:
+                self._rejoining.add(key)
+            entry[1].cancel()
+
     def _should_end(self) -> bool:
         if self.kind == "conference":
             return not self.peers
         kinds = {p.participant.kind for p in self.peers.values()}
+        kinds |= {participant.kind for participant, _ in self.away.values()}
         return "customer" not in kinds or not (kinds - {"customer"})
 
     def _spawn(self, coro: Coroutine[Any, Any, Any]) -> None:
@@ -237,6 +290,9 @@ class Session:
         self._route()
 
     def on_peer_connected(self, peer: Peer) -> None:
+        if peer.participant.key in self._rejoining:
+            self._rejoining.discard(peer.participant.key)
+            self._report(MediaEvent("rejoined", self.request_id, peer.participant))
         self._report(MediaEvent("connected", self.request_id, peer.participant))
 
     def on_peer_gone(self, peer: Peer, reason: str) -> None:

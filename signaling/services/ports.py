@@ -48,6 +48,9 @@ class MediaEvent:
     - ``connected``: ``participant``'s peer connection reached ``connected``.
     - ``active``: media or co-browse data is flowing (first RTP / first full snapshot).
     - ``participant_left``: ``participant``'s peer closed or failed (``reason`` says why).
+    - ``reconnecting``: ``participant``'s peer dropped in a 1:1 session; their place is kept for the
+      rejoin grace (an offer from them then is ``rejoined``, else ``participant_left`` follows).
+    - ``rejoined``: ``participant``'s new peer connected within the grace.
     - ``closed``: the whole session ended (``reason``: ``peer_dropped``, ``ended``, ``shutdown`` ...).
     - ``offer``: the server renegotiates with ``participant``; ``data`` is ``{sdp, type: "offer"}`` to
       deliver as the server event ``rtc.offer``.

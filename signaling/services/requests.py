@@ -203,7 +203,7 @@ class RequestService:
             p = event.participant
             audience = Audience.agent(p.id) if p.kind == "agent" else Audience.visitor(p.id)
             await self.fanout.emit("rtc.offer", {"request_id": request.id, **event.data}, [audience])
-        elif event.type in ("connected", "participant_left"):
+        elif event.type in ("connected", "participant_left", "reconnecting", "rejoined"):
             payload = {"request_id": request.id, "type": event.type,
                        "participant": {"kind": event.participant.kind, "id": event.participant.id,
                                        "name": event.participant.name} if event.participant else None}

@@ -285,3 +285,40 @@ async def test_three_party_conference_with_a_guest_by_link(server: RunningServer
     await actx.close()
     await cctx.close()
     await gctx.close()
+
+
+async def test_a_reloaded_customer_page_rejoins_the_video_call(
+    server: RunningServer, browser: Browser
+) -> None:
+    """Rejoin grace: the customer reloads the page in the middle of a video call. The call is not ended
+    (no ``request.end`` on the way out): the reloaded widget finds the request still live, joins again by
+    itself, both pages decode each other's video again, and the request is still ``active``."""
+    actx, agent, cctx, customer = await chat(browser, server, "Rita Reload")
+    await ask_and_accept(agent, customer, "video")
+    await wait_media(agent, AGENT_CALL, videos=1, audios=1)
+    await wait_media(customer, CUSTOMER_CALL, videos=1, audios=1)
+    await agent.wait_for_selector(".reqchip[data-kind=video][data-state=active]")
+    before = (await stats(agent, AGENT_CALL) or {"video": [{"framesDecoded": 0}]})["video"][0][
+        "framesDecoded"
+    ]
+    await customer.reload()
+    c = await wait_media(customer, CUSTOMER_CALL, videos=1, audios=1, timeout=30)
+    assert c["video"][0]["frameWidth"] == 640
+    deadline = time.monotonic() + 20
+    while True:
+        a = await stats(agent, AGENT_CALL)
+        if a and a["video"] and max(v["framesDecoded"] for v in a["video"]) > before + 30:
+            break
+        assert time.monotonic() < deadline, f"the agent decodes no new frames: {a}"
+        await asyncio.sleep(0.2)
+    assert await agent.locator(".reqchip[data-kind=video][data-state=active]").count() == 1
+    assert await agent.locator(".reqchip[data-kind=video][data-state=ended]").count() == 0
+    await wait_js(
+        agent,
+        "!document.querySelector('.calldock .call__away') || document.querySelector('.calldock .call__away').hidden",
+        15,
+    )
+    await agent.click(".calldock [data-action=hangup]")
+    await customer.wait_for_selector(".wcall .call", state="detached")
+    await actx.close()
+    await cctx.close()

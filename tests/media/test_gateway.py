@@ -4,6 +4,7 @@ subscribers, slow subscribers, PLI forwarding, renegotiation, glare, errors, ses
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import time
 
 import pytest
@@ -265,12 +266,15 @@ async def test_leave_ends_a_one_to_one_session(rig: Rig) -> None:
 
 
 async def test_a_dropped_peer_closes_a_one_to_one_session(rig: Rig) -> None:
-    """The customer's peer connection goes away: the session reports ``closed`` ``peer_dropped``."""
+    """Without a rejoin grace, the customer's peer connection going away closes the session at once:
+    ``participant_left`` and ``closed``, both ``peer_dropped`` (no ``reconnecting``)."""
+    rig.gateway.config = dataclasses.replace(rig.gateway.config, rejoin_grace=0)
     agent, customer = await start_pair(rig, "video", "av", "av")
     await customer.close()
     await wait_for(lambda: bool(rig.log.of("closed")), 10)
     assert rig.log.of("closed")[0].reason == "peer_dropped"
     assert ("participant_left", "customer:c1", "peer_dropped") in kinds(rig)
+    assert not rig.log.of("reconnecting")
 
 
 async def test_client_offer_during_a_server_offer_is_refused_as_glare(rig: Rig) -> None:

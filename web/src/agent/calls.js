@@ -1,9 +1,10 @@
 // Calls in the console: the agent who asked joins as soon as the customer accepts (Show screen: from the
 // "Share my screen" click), other agents of the team join from the request chip or an invitation, and a
 // conference's agents can add colleagues and create a join link for external participants. Calls live
-// in a dock over the console, so switching conversations never interrupts them.
+// in a dock over the console, so switching conversations never interrupts them. A reload does not end a
+// call: the tab remembers its calls (sessionStorage) and joins again those still live once it is back.
 import { h } from "../shared/dom.js";
-import { Call, CALL_KINDS, callStrings, callIcon } from "../shared/media.js";
+import { Call, CALL_KINDS, callStrings, callIcon, joinedCalls, rememberCall } from "../shared/media.js";
 import { requestHandlers } from "./conversation.js";
 import { toast } from "./ui.js";
 
@@ -21,8 +22,28 @@ export class AgentCalls {
     this.dock.addEventListener("pointerdown", (e) => this.drag(e));
     app.hub.on("request.updated", ({ request }) => this.onRequest(request));
     app.hub.on("conference.invite", (payload) => this.onInvite(payload));
-    this.onPageHide = () => this.leaveAll();
+    this.onPageHide = () => this.leaveAll({ suspend: true });
     window.addEventListener("pagehide", this.onPageHide);
+    this.rejoin();
+  }
+
+  /** After a reload: join again the calls this tab was in, if their requests still live. */
+  async rejoin() {
+    for (const entry of Object.values(joinedCalls())) {
+      try {
+        const sync = await this.app.hub.call("conversation.sync", { conversation_id: entry.conversation_id, after_seq: 2147483647 });
+        const request = (sync.requests || []).find((r) => r.id === entry.id);
+        if (request && LIVE.has(request.state)) {
+          if (sync.conversation && !this.app.convs.has(sync.conversation.id)) this.app.convs.set(sync.conversation.id, sync.conversation);
+          this.join(request);
+        } else {
+          rememberCall(entry, false);
+        }
+      } catch (err) {
+        console.warn("rejoining a call failed", err);
+        rememberCall(entry, false);
+      }
+    }
   }
 
   /** Calls in progress (tests and devtools). */
@@ -61,8 +82,9 @@ export class AgentCalls {
       // someone else's call (a colleague's video call, a supervisor): join without taking it over
       extra: request.kind !== "conference" && request.requested_by !== app.me.id,
       extras: request.kind === "conference" ? (c, btn) => this.conferenceButtons(c, btn, conv) : null,
-      onEnded: () => {
+      onEnded: (c, reason) => {
         this.calls.delete(request.id);
+        if (reason !== "page_closed") rememberCall(request, false);
         release();
         this.refreshChips();
       },
@@ -70,6 +92,7 @@ export class AgentCalls {
       onPeerGone: (c) => c.destroy("dropped"), // the chip offers Join again while the request lives
     });
     this.calls.set(request.id, call);
+    rememberCall(request, true);
     this.dock.append(call.el);
     const begin = () => (call.plan.send.screen ? call.ready() : call.start());
     if (navigator.locks && navigator.locks.request) {
@@ -116,12 +139,18 @@ export class AgentCalls {
     this.dock.remove();
   }
 
-  /** Best effort when the page goes away: leave conferences, end 1:1 calls. */
-  leaveAll() {
-    for (const call of this.calls.values()) {
+  /** Best effort when the page goes away: leave conferences and calls joined on the side; a 1:1 call
+   * is ended (logout) or, when the page just goes away (`suspend`: a reload), kept for the server's
+   * rejoin grace. */
+  leaveAll({ suspend = false } = {}) {
+    for (const call of [...this.calls.values()]) {
+      if (suspend && !call.leaves) {
+        call.suspend();
+        continue;
+      }
       const event = call.leaves ? "rtc.leave" : "request.end";
       this.app.hub.socket.emit(event, { request_id: call.id, reason: "page_closed" });
-      call.destroy("page_closed");
+      call.destroy("ended");
     }
   }
 

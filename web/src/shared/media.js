@@ -13,6 +13,9 @@ import { formatClock, translator } from "./i18n.js";
 export const CALL_KINDS = new Set(["call", "video", "desktop", "show_screen", "conference"]);
 
 const GATHER_TIMEOUT_MS = 3000;
+/** Attempts to connect again after our peer connection dropped, and the pause before the n-th. */
+const RECONNECT_TRIES = 4;
+const RECONNECT_DELAY_MS = 1000;
 
 /**
  * What `role` ("agent" | "customer" | "guest") publishes and receives in a request of `kind`:
@@ -63,7 +66,8 @@ export async function acquire(p) {
 
 // -- the peer connection to the server ----------------------------------------------------------------
 
-/** hub -> Map(requestId -> CallPeer): one `rtc.offer` listener per hub, dispatching by request id. */
+/** hub -> Map(requestId -> CallPeer): one `rtc.offer` and one `rtc.participant` listener per hub,
+ * dispatching by request id. */
 const peersByHub = new WeakMap();
 
 function peersOf(hub) {
@@ -75,18 +79,48 @@ function peersOf(hub) {
       const peer = payload && peers.get(payload.request_id);
       if (peer) peer.onServerOffer(payload);
     });
+    hub.on("rtc.participant", (payload) => {
+      const peer = payload && peers.get(payload.request_id);
+      if (peer && peer.onParticipant) peer.onParticipant(payload);
+    });
   }
   return peers;
 }
 
+// -- calls this tab is in, kept across a reload (sessionStorage) ----------------------------------------
+
+const JOINED_KEY = "rtc-engage.calls";
+
+/** The calls this tab was in: `{requestId: {id, kind, conversation_id}}`. */
+export function joinedCalls() {
+  try {
+    return JSON.parse(sessionStorage.getItem(JOINED_KEY) || "{}") || {};
+  } catch {
+    return {};
+  }
+}
+
+/** Remember (`on`) or forget that this tab is in the call of `request`. */
+export function rememberCall(request, on) {
+  try {
+    const calls = joinedCalls();
+    if (on) calls[request.id] = { id: request.id, kind: request.kind, conversation_id: request.conversation_id };
+    else delete calls[request.id];
+    sessionStorage.setItem(JOINED_KEY, JSON.stringify(calls));
+  } catch {
+    // storage refused (private mode, quota): no rejoin after a reload
+  }
+}
+
 /** One participant's RTCPeerConnection to the server for one request. */
 export class CallPeer {
-  constructor(hub, requestId, { onTrack, onState, onStreams } = {}) {
+  constructor(hub, requestId, { onTrack, onState, onStreams, onParticipant } = {}) {
     this.hub = hub;
     this.requestId = requestId;
     this.onTrack = onTrack;
     this.onState = onState;
     this.onStreams = onStreams;
+    this.onParticipant = onParticipant;
     this.pc = null;
     this.closed = false;
     this.chain = Promise.resolve();
@@ -243,7 +277,13 @@ export function callIcon(name, size = 20) {
  * `remoteName` (the other side of a 1:1 call), `extra` (an agent joining someone else's 1:1 call: all it
  * receives comes on senders the server adds and names, and Hang up only leaves), `onHangup(call)` (what
  * Hang up does; default: `rtc.leave` in a conference or for an extra agent, else `request.end`),
- * `onEnded(call, reason)`, `onPeerGone(call)`, `onShareRefused(call)`, `extras(call, btn)` (more buttons).
+ * `onEnded(call, reason)`, `onPeerGone(call)` (our connection dropped and could not be made again),
+ * `onShareRefused(call)`, `extras(call, btn)` (more buttons).
+ *
+ * Reconnecting: when this page's connection fails or closes while the call goes on, it connects again
+ * (a new peer connection and `rtc.offer`, with the same local media) a few times; the server keeps our
+ * place for its rejoin grace. When the other side drops, `rtc.participant` `reconnecting` shows
+ * "Reconnecting…" until they are back (`rejoined`).
  */
 export class Call {
   constructor(options) {
@@ -266,6 +306,8 @@ export class Call {
     this.cameraOff = false;
     this.state = "idle";
     this.times = { created: performance.now() };
+    this.record = !!this.request.record;
+    this.retries = 0;
     this.build();
   }
 
@@ -296,20 +338,65 @@ export class Call {
     }
     this.renderSelf();
     this.setState("connecting");
-    this.peer = new CallPeer(this.hub, this.id, {
-      onTrack: (e) => this.onTrack(e),
-      onState: (state) => this.onPeerState(state),
-      onStreams: (streams, applied) => this.onStreams(streams, applied),
-    });
+    await this.connectPeer();
+  }
+
+  /** A new peer connection to the server with our local media (the first one, or after a drop). */
+  async connectPeer() {
+    const peer = (this.peer = new CallPeer(this.hub, this.id, {
+      onTrack: (e) => this.peer === peer && this.onTrack(e),
+      onState: (state) => this.peer === peer && this.onPeerState(state),
+      onStreams: (streams, applied) => this.peer === peer && this.onStreams(streams, applied),
+      onParticipant: (payload) => this.peer === peer && this.onParticipant(payload),
+    }));
     try {
-      await this.peer.connect(this.stream, this.plan);
+      await peer.connect(this.stream, this.plan);
       this.times.answered = performance.now();
     } catch (err) {
-      if (this.state === "ended") return;
+      if (this.state === "ended" || this.peer !== peer) return;
       console.warn("call connect failed", err);
+      if (this.retries > 0 && this.retries < RECONNECT_TRIES && !(err && err.code === "conflict")) {
+        this.scheduleReconnect();
+        return;
+      }
       this.notice(this.s("failed") + " " + (err.message || ""));
       this.setState("failed");
+      if (this.retries > 0 && this.onPeerGone) this.onPeerGone(this, "failed");
     }
+  }
+
+  /** Our connection dropped while the call goes on: connect again after a short pause. */
+  scheduleReconnect() {
+    if (this.state === "ended" || this.hangingUp || this.reconnectTimer) return;
+    this.retries += 1;
+    this.setState("reconnecting");
+    this.notice(this.s("reconnecting"));
+    this.reconnectTimer = setTimeout(() => {
+      this.reconnectTimer = null;
+      if (this.state === "ended" || this.hangingUp) return;
+      if (this.peer) this.peer.close();
+      for (const tile of this.tiles.values()) {
+        tile.video.srcObject = null;
+        tile.el.remove();
+      }
+      this.tiles.clear();
+      this.renderHead();
+      this.connectPeer();
+    }, RECONNECT_DELAY_MS * this.retries);
+  }
+
+  /** `rtc.participant` of this call: "Reconnecting…" while someone else is away. */
+  onParticipant({ type, participant }) {
+    if (!participant) return;
+    this.away = this.away || new Map();
+    const key = participant.kind + ":" + participant.id;
+    if (type === "reconnecting") this.away.set(key, participant.name || "");
+    else if (type === "rejoined" || type === "participant_left" || type === "connected") this.away.delete(key);
+    else return;
+    this.el.classList.toggle("call--peer-away", this.away.size > 0);
+    const names = [...this.away.values()].filter(Boolean);
+    this.awayEl.textContent = this.away.size ? this.s("peer_reconnecting", { name: names.join(", ") || this.remoteName || "" }) : "";
+    this.awayEl.hidden = !this.away.size;
   }
 
   /** A screen publisher waits for a click (`Share my screen`) instead of starting at once. */
@@ -331,11 +418,19 @@ export class Call {
     this.destroy("hangup");
   }
 
+  /** The page goes away (reload, navigation): stop here without ending the call; the server keeps our
+   * place for its rejoin grace and the reloaded page joins again. */
+  suspend() {
+    this.hangingUp = true;
+    this.destroy("page_closed");
+  }
+
   /** Stop everything (idempotent): tracks, peer, timers, the UI. */
   destroy(reason = "ended") {
     if (this.state === "ended") return;
     this.setState("ended");
     clearInterval(this.timer);
+    clearTimeout(this.reconnectTimer);
     stopAll(this.stream);
     if (this.peer) this.peer.close();
     for (const tile of this.tiles.values()) tile.video.srcObject = null;
@@ -350,13 +445,24 @@ export class Call {
   }
 
   onPeerState(state) {
-    if (state === "connected" && !this.times.connected) {
+    if (state === "connected" && this.state === "reconnecting") {
+      this.retries = 0;
+      this.notice("");
+      this.setState("live");
+    } else if (state === "connected" && !this.times.connected) {
       this.times.connected = performance.now();
       this.startedAt = Date.now();
       this.timer = setInterval(() => this.tick(), 1000);
       this.tick();
       this.setState("live");
     } else if (state === "failed" || state === "closed") {
+      if (this.state !== "ended" && !this.hangingUp && this.times.connected) {
+        // dropped while the call goes on (the request's end destroys the call first): connect again
+        if (this.retries < RECONNECT_TRIES) {
+          this.scheduleReconnect();
+          return;
+        }
+      }
       if (this.state !== "ended" && !this.hangingUp) {
         this.notice(this.s(state === "failed" ? "failed" : "ended"));
         this.setState("failed");
@@ -473,6 +579,9 @@ export class Call {
     this.selfEl = h("figure", { class: "call__self", hidden: true }, this.selfVideo,
       h("figcaption", { class: "tile__name", text: this.s("you") }));
     this.noticeEl = h("div", { class: "call__notice", role: "status", hidden: true });
+    this.awayEl = h("div", { class: "call__notice call__away", role: "status", hidden: true });
+    this.recEl = h("span", { class: "call__rec", title: this.s("recorded"), "aria-label": this.s("recorded"),
+      text: "REC", hidden: !this.record });
     this.waitingEl = h("div", { class: "call__waiting" });
     this.controlsEl = h("div", { class: "call__controls", role: "group", "aria-label": this.s(this.kind) });
     this.expandBtn = h("button", { class: "callbtn callbtn--icon", type: "button", title: this.s("expand"), "aria-label": this.s("expand"),
@@ -482,8 +591,9 @@ export class Call {
       h("header", { class: "call__head" },
         h("span", { class: "call__dot" }),
         h("div", { class: "call__heading" }, this.titleEl, this.peopleEl),
-        this.timerEl, this.expandBtn),
+        this.recEl, this.timerEl, this.expandBtn),
       h("div", { class: "call__stage" }, this.tilesEl, this.waitingEl, this.plan.conference ? null : this.selfEl),
+      this.awayEl,
       this.noticeEl,
       this.controlsEl);
     if (this.plan.conference) {
@@ -532,6 +642,7 @@ export class Call {
     if (!this.waitingEl || !this.el) return;
     let text = "";
     if (this.state === "acquiring" || this.state === "connecting") text = this.s("connecting");
+    else if (this.state === "reconnecting") text = this.s("reconnecting");
     else if (this.state === "ready") text = "";
     else if (this.plan.send.screen) text = this.tiles.size ? "" : this.s("sharing");
     else if (!this.tiles.size) text = this.plan.conference ? this.s("waiting_people") : this.plan.recv.includes("video") && !this.plan.send.video ? this.s("waiting_screen") : "";

@@ -3,7 +3,11 @@
 // leaves the room (the others go on). The camera, microphone or screen is asked for inside the Accept
 // click itself (a capturing listener on the widget's root, before the widget answers the request):
 // `getDisplayMedia` needs that user gesture, and the media is ready sooner.
-import { Call, CALL_KINDS, acquire, plan } from "../shared/media.js";
+//
+// A reload does not end a call: the tab remembers its calls (sessionStorage), the server keeps its place
+// for the rejoin grace, and the reloaded page joins again by itself when the synced request is still
+// live (a shared screen needs a click again: the call shows "Share my screen").
+import { Call, CALL_KINDS, acquire, joinedCalls, plan, rememberCall } from "../shared/media.js";
 import mediaCss from "../shared/media.css";
 import { requestHandlers } from "./handlers.js";
 
@@ -26,9 +30,9 @@ class WidgetCalls {
     widget.root.append(style);
     widget.activeBar.after(this.el);
     this.onPageHide = () => {
-      for (const call of this.calls.values()) {
-        const event = call.leaves ? "rtc.leave" : "request.end";
-        widget.hub.socket.emit(event, { request_id: call.id, reason: "page_closed" });
+      for (const call of [...this.calls.values()]) {
+        if (call.leaves) widget.hub.socket.emit("rtc.leave", { request_id: call.id, reason: "page_closed" });
+        else call.suspend(); // a reload comes back within the grace; a closed tab ends after it
       }
     };
     window.addEventListener("pagehide", this.onPageHide);
@@ -64,8 +68,9 @@ class WidgetCalls {
     entry.media.then(({ stream }) => stream && stream.getTracks().forEach((t) => t.stop()), () => {});
   }
 
-  /** Join `request` (this tab's customer just accepted it, with media asked for in the click). */
-  start(request) {
+  /** Join `request` (this tab's customer just accepted it, with media asked for in the click; or this
+   * tab was in it before a reload: `rejoin`). */
+  start(request, { rejoin = false } = {}) {
     if (this.calls.has(request.id) || !this.widget.hub) return;
     const w = this.widget;
     const conv = (w.model && w.model.conversation) || {};
@@ -76,7 +81,10 @@ class WidgetCalls {
       lang: w.t.lang,
       selfName: (w.visitor && w.visitor.name) || "",
       remoteName: request.kind === "conference" ? "" : (conv.assignee && conv.assignee.name) || w.t("widget.agent"),
-      onEnded: () => this.calls.delete(request.id),
+      onEnded: (c, reason) => {
+        this.calls.delete(request.id);
+        if (reason !== "page_closed") rememberCall(request, false);
+      },
       onShareRefused: () => {
         // no screen picked: the desktop request ends rather than staying accepted with nothing to see
         w.hub.call("request.end", { request_id: request.id, reason: "share_refused" }).catch(() => {});
@@ -84,6 +92,7 @@ class WidgetCalls {
     });
     call.el.classList.add("call--compact");
     this.calls.set(request.id, call);
+    rememberCall(request, true);
     this.el.append(call.el);
     if (!w.isOpen) w.setOpen(true);
     const entry = this.prepared.get(request.id);
@@ -91,7 +100,17 @@ class WidgetCalls {
       clearTimeout(entry.timer);
       this.prepared.delete(request.id);
     }
-    call.start({ media: entry ? entry.media : null });
+    if (rejoin && call.plan.send.screen) call.ready(); // getDisplayMedia needs a click
+    else call.start({ media: entry ? entry.media : null });
+  }
+
+  /** A request seen at sync (after a reload): join it again if this tab was in it and it lives. */
+  onSynced(request) {
+    if (LIVE.has(request.state) && !this.calls.has(request.id) && joinedCalls()[request.id]) {
+      this.start(request, { rejoin: true });
+    } else if (!LIVE.has(request.state) && joinedCalls()[request.id]) {
+      rememberCall(request, false);
+    }
   }
 
   onUpdate(request) {
@@ -113,6 +132,9 @@ for (const kind of CALL_KINDS) {
     },
     onUpdate(widget, request) {
       manager(widget).onUpdate(request); // created at the prompt, so that the Accept click is seen
+    },
+    onSynced(widget, request) {
+      manager(widget).onSynced(request);
     },
   };
 }

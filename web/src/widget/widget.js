@@ -270,6 +270,14 @@ export class Widget {
     this.renderTimeline();
     this.renderRequests();
     this.afterNewMessages();
+    for (const r of requests) {
+      const handler = requestHandlers[r.kind];
+      try {
+        if (handler && handler.onSynced) handler.onSynced(this, r);
+      } catch (err) {
+        console.error(err);
+      }
+    }
   }
 
   /** Say a new message of the agent (or a system message) for screen readers. */

@@ -299,6 +299,9 @@ export default {
   "call.decline": "Decline",
   "call.invite": "{from} invites you to a conference call with {customer}.",
   "call.a_customer": "a customer",
+  "call.reconnecting": "Reconnecting…",
+  "call.peer_reconnecting": "{name} is reconnecting…",
+  "call.recorded": "This call is being recorded",
 
   // conference join page
   "join.title": "Join the conference call",

@@ -301,6 +301,9 @@ export default {
   "call.decline": "Refuser",
   "call.invite": "{from} vous invite à une conférence téléphonique avec {customer}.",
   "call.a_customer": "un client",
+  "call.reconnecting": "Reconnexion…",
+  "call.peer_reconnecting": "{name} se reconnecte…",
+  "call.recorded": "Cet appel est enregistré",
 
   // page de conférence
   "join.title": "Rejoindre la conférence",
