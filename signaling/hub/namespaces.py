@@ -231,6 +231,7 @@ class AgentNamespace(HubNamespace):
             "agent.status": self.agent_status,
             "request.create": self.request_create,
             "conference.invite": self.conference_invite,
+            "requests.live": lambda who, p: self.services.requests.live_for(who),
         }
 
     async def joined(self, sid: str, principal: Principal) -> None:

@@ -208,3 +208,40 @@ class RequestService:
                        "participant": {"kind": event.participant.kind, "id": event.participant.id,
                                        "name": event.participant.name} if event.participant else None}
             await self.fanout.emit("rtc.participant", payload, self.timeline.everyone(conv))
+
+    # -- queries (read only) --------------------------------------------------------------------------
+    async def live_for(self, principal: Principal, max_conversations: int = 500) -> dict[str, Any]:
+        """``requests.live``: the live requests (pending, accepted, active) of the open conversations an
+        agent may see, oldest first, with those conversations' wire shapes, so that a console that
+        (re)connects knows its request chips and co-browse sessions again. Open conversations are scanned
+        newest activity first, at most ``max_conversations`` of them (Done ends every live request)."""
+        from signaling.storage.base import ConversationQuery  # local: this method is the only user here
+
+        agent = principal.agent
+        if agent is None:
+            raise Forbidden("only agents list live requests")
+        page = 100
+        queries = [ConversationQuery(team_ids=None if agent.is_admin else list(agent.team_ids), status="open")]
+        if not agent.is_admin:  # conversations assigned to the agent outside their teams
+            queries.append(ConversationQuery(status="open", assignee_id=agent.id))
+        convs: dict[str, Conversation] = {}
+        for query in queries:
+            query.limit = page
+            while len(convs) < max_conversations:
+                rows = await self.store.list_conversations(query)
+                for conv in rows:
+                    convs.setdefault(conv.id, conv)
+                if len(rows) < page:
+                    break
+                query.before = (rows[-1].updated_at, rows[-1].id)
+        requests: list[Request] = []
+        wires: list[dict[str, Any]] = []
+        for conv in list(convs.values())[:max_conversations]:
+            if not self.timeline.may_access(principal, conv):
+                continue
+            live = await self.store.list_requests(conv.id, live_only=True)
+            if live:
+                requests.extend(live)
+                wires.append(await self.timeline.wire(conv))
+        requests.sort(key=lambda r: (r.created_at, r.id))
+        return {"requests": [r.to_wire() for r in requests], "conversations": wires}

@@ -3,7 +3,7 @@
 import { h, icon, replace, debounce, announcer } from "../shared/dom.js";
 import { Hub } from "../shared/hub.js";
 import { browserLanguage, errorText, translator } from "../shared/i18n.js";
-import { ConversationModel } from "../shared/timeline.js";
+import { ConversationModel, isLive } from "../shared/timeline.js";
 import { initials } from "../shared/render.js";
 import { ConversationList, SECTIONS, inSection } from "./list.js";
 import { ConversationPane } from "./conversation.js";
@@ -72,6 +72,7 @@ export class Console {
       this.loadSection(this.section),
       this.loadCounts(),
       this.loadDirectory(),
+      this.loadLiveRequests(),
     ]).catch((err) => console.warn("initial load failed", err));
     if (!reconnect && this.pendingOpen) {
       const id = this.pendingOpen;
@@ -95,6 +96,28 @@ export class Console {
       return;
     }
     this.renderBadges();
+  }
+
+  /**
+   * `requests.live`: the live requests of every conversation this agent may see, so that after a reload
+   * or a reconnect the request chips, the rail's co-browse dot and the Co-Browsing view's list come back.
+   * A request this tab knew as live that is not listed any more ended meanwhile: its conversation is
+   * synced to learn how.
+   */
+  async loadLiveRequests() {
+    const res = await this.hub.call("requests.live", {});
+    for (const c of res.conversations || []) this.upsert(c);
+    const listed = new Set();
+    for (const r of res.requests || []) {
+      listed.add(r.id);
+      const known = this.requests.get(r.id);
+      if (known && known.updated_at && r.updated_at && known.updated_at > r.updated_at) continue; // an event was newer
+      this.onRequest(r);
+    }
+    const ended = new Set([...this.requests.values()].filter((r) => isLive(r) && !listed.has(r.id)).map((r) => r.conversation_id));
+    for (const id of ended) this.hub.sync(id).catch((err) => console.warn("sync failed", id, err));
+    this.renderList();
+    this.renderCobrowseIndicator();
   }
 
   async loadDirectory() {
