@@ -24,7 +24,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import copy
+import dataclasses
+import operator
 import sqlite3
 import weakref
 from collections.abc import AsyncIterator, Callable
@@ -59,6 +60,14 @@ T = TypeVar("T")
 
 CONVERSATION_CACHE_SIZE = 50_000
 """Conversations kept in memory by the write-through cache (oldest entries go first)."""
+
+_CONVERSATION_FIELDS = operator.attrgetter(*(f.name for f in dataclasses.fields(Conversation)))
+
+
+def _clone(conversation: Conversation) -> Conversation:
+    """A shallow copy (every field is immutable but the record itself), ten times cheaper than ``copy.copy``
+    on a slotted dataclass: this runs twice per message."""
+    return Conversation(*_CONVERSATION_FIELDS(conversation))
 
 
 class SqliteStore:
@@ -217,7 +226,7 @@ class SqliteStore:
         cache = self._conversations
         if conversation.id not in cache and len(cache) >= CONVERSATION_CACHE_SIZE:
             del cache[next(iter(cache))]
-        cache[conversation.id] = copy.copy(conversation)
+        cache[conversation.id] = _clone(conversation)
         return conversation
 
     async def create_conversation(self, conversation: Conversation) -> Conversation:
@@ -230,7 +239,7 @@ class SqliteStore:
         """The conversation, or None."""
         cached = self._conversations.get(conversation_id)
         if cached is not None:
-            return copy.copy(cached)
+            return _clone(cached)
         found = await self._read(ops.get_one, "conversations", conversation_id, s.conversation_from)
         return self._remember(found) if found is not None else None
 
@@ -273,7 +282,9 @@ class SqliteStore:
         self, conversation_id: str, side: str, *, delivered_seq: int = 0, read_seq: int = 0
     ) -> Conversation:
         """Raise a side's delivered/read marks (capped at ``last_seq``); agent reads recompute ``unread``."""
-        updated = await self._write(conversations.mark_receipt, conversation_id, side, delivered_seq, read_seq)
+        updated = await self._write(
+            conversations.mark_receipt, conversation_id, side, delivered_seq, read_seq
+        )
         return self._remember(updated)
 
     # -- requests -------------------------------------------------------------------------------------

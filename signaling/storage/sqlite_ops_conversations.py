@@ -145,7 +145,10 @@ def append_message(conn: Conn, m: Message) -> AppendResult:
     conn.execute("INSERT INTO messages VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", s.message_row(m, seq))
     # The stored record as a read would return it: UTC time, data as JSON gives it back.
     stored = dataclasses.replace(
-        m, seq=seq, author=dataclasses.replace(m.author), data=json.loads(json.dumps(m.data)),
+        m,
+        seq=seq,
+        author=dataclasses.replace(m.author),
+        data=json.loads(json.dumps(m.data)) if m.data else {},
         created_at=m.created_at.astimezone(UTC),
     )
     return AppendResult(message=stored, created=True, conversation=conversation)

@@ -212,6 +212,12 @@ class SqliteWorker:
             return
         broken: Exception | None = None
         for job in batch:
+            if not job.write:  # a read changes nothing: no savepoint to take, nothing to roll back
+                try:
+                    outcomes.append((job.loop, (job.future, job.fn(conn), None)))
+                except Exception as exc:
+                    outcomes.append((job.loop, (job.future, None, _map_error(exc))))
+                continue
             conn.execute("SAVEPOINT op")
             try:
                 result = job.fn(conn)
