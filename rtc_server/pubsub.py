@@ -85,10 +85,16 @@ class SupervisedRedisManager(socketio.AsyncRedisManager):
 
     # -- listening ------------------------------------------------------------------------------------
 
+    def listen_channels(self) -> list[str]:
+        """The channels the listener subscribes to (subclasses add their own)."""
+        return [self.channel]
+
+    async def before_subscribe(self) -> None:
+        """Called on every (re)connection of the listener, before it subscribes (a subclass hook)."""
+
     async def _listen(self) -> AsyncIterator[bytes]:
-        """Yield every message published on the channel, resubscribing after any failure."""
+        """Yield every message published on the channels, resubscribing after any failure."""
         loop = asyncio.get_running_loop()
-        channel = self.channel.encode()
         delay = 0.1
         while True:
             client = aioredis.Redis.from_url(
@@ -96,7 +102,10 @@ class SupervisedRedisManager(socketio.AsyncRedisManager):
             )
             pubsub = client.pubsub(ignore_subscribe_messages=True)
             try:
-                await pubsub.subscribe(self.channel)
+                channels = self.listen_channels()
+                wanted = {c.encode() for c in channels}
+                await self.before_subscribe()
+                await pubsub.subscribe(*channels)
                 self.subscribed = True
                 self.last_alive = last_ping = loop.time()
                 delay = 0.1
@@ -105,7 +114,7 @@ class SupervisedRedisManager(socketio.AsyncRedisManager):
                     now = loop.time()
                     if message is not None:
                         self.last_alive = now
-                        if message["type"] == "message" and message["channel"] == channel:
+                        if message["type"] == "message" and message["channel"] in wanted:
                             yield message["data"]
                             now = loop.time()
                     if now - last_ping >= self.heartbeat_s:

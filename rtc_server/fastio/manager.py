@@ -20,6 +20,7 @@ from socketio import packet as sio_packet
 
 from rtc_server.fastio import frames, jsonfast
 from rtc_server.pubsub import SupervisedRedisManager
+from signaling.hub.fanout import ROOM_PREFIXES
 
 log = logging.getLogger(__name__)
 
@@ -89,26 +90,135 @@ class FastManager(socketio.AsyncManager):
         await deliver(self, event, data, namespace, to or room, skip_sid)
 
 
+ROUTE_SCRIPT = """
+local sent = 0
+local seen = {}
+for _, key in ipairs(KEYS) do
+  for _, node in ipairs(redis.call('SMEMBERS', key)) do
+    if node ~= ARGV[1] and not seen[node] then
+      seen[node] = true
+      sent = sent + 1
+      redis.call('PUBLISH', ARGV[2] .. node, ARGV[3])
+    end
+  end
+end
+return sent
+"""
+"""Publish ``ARGV[3]`` to the node channel (``ARGV[2]`` + node id) of every node but ``ARGV[1]`` found in
+the room sets ``KEYS``; returns how many nodes it was published to. Atomic in Redis: it sees every
+``SADD`` that completed before it ran."""
+
+_Op = tuple[str, Any, Any, "asyncio.Future[None] | None"]
+
+
 class FastRedisManager(SupervisedRedisManager):
-    """The Redis manager (blocking pool, supervised listener) with :func:`deliver` for local delivery and
-    an ordered, pipelined publisher.
+    """The Redis manager (blocking pool, supervised listener) with :func:`deliver` for local delivery, an
+    ordered, pipelined publisher, and room-routed publishing.
 
     python-socketio awaits one ``PUBLISH`` round trip per emit, each taking a connection from the pool.
     Here an emit delivers locally, appends its message to an outbox and returns; one flusher task sends
-    the outbox with one pipeline per batch (many ``PUBLISH`` commands, one write, one read), in emit
-    order. A failed batch is logged and counted, as python-socketio's and ``SupervisedRedisManager``'s
-    failed publishes were (the event is lost for the other nodes; clients recover with
-    ``conversation.sync``). Past ``max_outbox`` queued messages, emitters wait for the flusher.
+    the outbox with one pipeline per batch (many commands, one write, one read), in emit order. A failed
+    batch is logged and counted, as python-socketio's and ``SupervisedRedisManager``'s failed publishes
+    were (the event is lost for the other nodes; clients recover with ``conversation.sync``). Past
+    ``max_outbox`` queued messages, emitters wait for the flusher.
+
+    **Room routing.** python-socketio publishes every emit on one channel that every node (the emitter
+    included) receives, decodes and delivers to whatever local members it has. Here each node keeps, per
+    *tracked* room (names starting with one of ``tracked_prefixes``: the hub's ``team:``, ``agent:`` and
+    ``visitor:`` rooms), its id in a Redis set ``<channel>:room:<namespace>:<room>`` while it has a local
+    member, and listens on its own channel ``<channel>:node:<host id>`` besides the shared one. An emit
+    whose rooms are all tracked goes through :data:`ROUTE_SCRIPT`: published only to the *other* nodes
+    that have a member in one of the rooms, and to nobody when every member is local. Other emits (the
+    whole namespace, a sid's room, with a callback) use the shared channel as before.
+
+    Why no message is lost for a member on another node: a node adds itself to a room's set when the
+    room gets its first local member and the join (``enter_room``) returns only once that ``SADD`` is
+    done; an emit made after that reaches Redis after it (the route script runs atomically and sees
+    it). Set changes and emits go through the same ordered outbox, so a leave's ``SREM`` can never
+    overtake a later re-join's ``SADD``. Before every (re)subscription, the listener re-adds every local
+    room (after a Redis restart that lost the sets, no node is subscribed again before its rooms are
+    back), and so does the next flush after a failed one. A node that dies leaves its id in sets: the
+    script publishes to a channel nobody listens to (harmless); a clean shutdown removes them.
     """
 
-    def __init__(self, url: str, *, max_outbox: int = 10_000, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        url: str,
+        *,
+        max_outbox: int = 10_000,
+        tracked_prefixes: tuple[str, ...] = ROOM_PREFIXES,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(url, **kwargs)
         self.json = jsonfast
         self.max_outbox = max_outbox
+        self.tracked_prefixes = tuple(tracked_prefixes)
         self.publish_failures = 0
         """Messages whose publish failed (lost for the other nodes)."""
-        self._outbox: list[str] = []
+        self.routed = 0
+        """Room-routed emits sent to Redis."""
+        self.routed_deliveries = 0
+        """Node channels the route script published them to (0 for an emit whose members are all local)."""
+        self.node_channel = f"{self.channel}:node:{self.host_id}"
+        self._outbox: list[_Op] = []
         self._flusher: asyncio.Task[None] | None = None
+        self._joined: dict[str, asyncio.Future[None]] = {}
+        """Room set keys this node is in (or being added to): the future resolves when the SADD is done."""
+        self._membership_lost = False
+        self._background: set[asyncio.Task[Any]] = set()
+
+    # -- room sets ------------------------------------------------------------------------------------
+
+    def _room_key(self, namespace: str, room: Any) -> str | None:
+        """The Redis set of a tracked room; None for a room that is not tracked."""
+        if isinstance(room, str) and room.startswith(self.tracked_prefixes):
+            return f"{self.channel}:room:{namespace}:{room}"
+        return None
+
+    def basic_enter_room(self, sid: str, namespace: str, room: Any, eio_sid: Any = None) -> Any:
+        result = super().basic_enter_room(sid, namespace, room, eio_sid=eio_sid)
+        key = self._room_key(namespace, room)
+        if key is not None and key not in self._joined:
+            future = asyncio.get_running_loop().create_future()
+            self._joined[key] = future
+            self._queue(("sadd", key, None, future))
+        return result
+
+    def basic_leave_room(self, sid: str, namespace: str, room: Any) -> Any:
+        result = super().basic_leave_room(sid, namespace, room)
+        key = self._room_key(namespace, room)
+        if key is not None and room not in self.rooms.get(namespace, {}) and key in self._joined:
+            del self._joined[key]
+            self._queue(("srem", key, None, None))
+        return result
+
+    async def enter_room(self, sid: str, namespace: str, room: Any, eio_sid: Any = None) -> Any:
+        """Join locally; a tracked room's join returns once this node is in the room's Redis set."""
+        result = await super().enter_room(sid, namespace, room, eio_sid=eio_sid)
+        key = self._room_key(namespace, room)
+        future = self._joined.get(key) if key is not None else None
+        if future is not None and not future.done():
+            await asyncio.shield(future)
+        return result
+
+    async def before_subscribe(self) -> None:
+        """Re-add every local tracked room to its set (they may be gone with a restarted Redis)."""
+        await self._readd_rooms()
+
+    async def _readd_rooms(self) -> None:
+        futures = []
+        for key in list(self._joined):
+            future = asyncio.get_running_loop().create_future()
+            self._joined[key] = future
+            self._queue(("sadd", key, None, future))
+            futures.append(future)
+        if futures:
+            await asyncio.gather(*(asyncio.shield(f) for f in futures))
+
+    def listen_channels(self) -> list[str]:
+        return [self.channel, self.node_channel]
+
+    # -- emitting -------------------------------------------------------------------------------------
 
     async def emit(
         self,
@@ -145,29 +255,72 @@ class FastRedisManager(SupervisedRedisManager):
                 event, data, namespace=namespace, room=room, skip_sid=skip_sid, **kwargs
             )
         await deliver(self, event, data, namespace, room, skip_sid)
-        await self._enqueue(payload)
+        keys: list[str] = []
+        if room is not None:
+            for name in room if isinstance(room, list) else [room]:
+                key = self._room_key(namespace, name)
+                if key is None:
+                    keys = []
+                    break
+                keys.append(key)
+        if keys:
+            await self._enqueue(("route", keys, payload, None))
+        else:
+            await self._enqueue(("pub", self.channel, payload, None))
 
     async def _publish(self, data: Any) -> Any:
-        await self._enqueue(self.json.dumps(data))
+        await self._enqueue(("pub", self.channel, self.json.dumps(data), None))
 
-    async def _enqueue(self, payload: str) -> None:
-        self._outbox.append(payload)
+    def _queue(self, op: _Op) -> None:
+        self._outbox.append(op)
         if self._flusher is None or self._flusher.done():
-            self._flusher = asyncio.create_task(self._flush(), name="socketio-redis-publisher")
+            self._flusher = asyncio.get_running_loop().create_task(
+                self._flush(), name="socketio-redis-publisher"
+            )
+
+    async def _enqueue(self, op: _Op) -> None:
+        self._queue(op)
         while len(self._outbox) > self.max_outbox and self._flusher is not None and not self._flusher.done():
             await asyncio.sleep(0.001)
 
     async def _flush(self) -> None:
         while self._outbox:
+            if self._membership_lost:  # a failed batch may have lost SADDs: add every local room again
+                self._membership_lost = False
+                task = asyncio.get_running_loop().create_task(self._readd_rooms())
+                self._background.add(task)
+                task.add_done_callback(self._background.discard)
             batch, self._outbox = self._outbox, []
+            publishes = 0
             try:
                 pipe = self._publisher_client().pipeline(transaction=False)
-                for payload in batch:
-                    pipe.publish(self.channel, payload)
-                await pipe.execute()
+                for kind, target, payload, _ in batch:
+                    if kind == "pub":
+                        pipe.publish(target, payload)
+                        publishes += 1
+                    elif kind == "route":
+                        pipe.eval(
+                            ROUTE_SCRIPT, len(target), *target, self.host_id, f"{self.channel}:node:", payload
+                        )
+                        publishes += 1
+                    elif kind == "sadd":
+                        pipe.sadd(target, self.host_id)
+                    else:
+                        pipe.srem(target, self.host_id)
+                results = await pipe.execute()
             except Exception as exc:
-                self.publish_failures += len(batch)
-                log.error("cannot publish %d events to Redis (lost for other nodes): %s", len(batch), exc)
+                self.publish_failures += publishes
+                if len(batch) > publishes:
+                    self._membership_lost = True
+                log.error("cannot publish %d events to Redis (lost for other nodes): %s", publishes, exc)
+            else:
+                for (kind, _, _, _), result in zip(batch, results, strict=False):
+                    if kind == "route":
+                        self.routed += 1
+                        self.routed_deliveries += int(result or 0)
+            for *_, future in batch:
+                if future is not None and not future.done():
+                    future.set_result(None)
 
     async def _handle_emit(self, message: dict[str, Any]) -> None:
         callback = message.get("callback")
@@ -186,7 +339,11 @@ class FastRedisManager(SupervisedRedisManager):
         )
 
     async def aclose(self) -> None:
-        """Send what is still in the outbox (for up to 2 s), then stop as ``SupervisedRedisManager`` does."""
+        """Leave every room set, send what is still in the outbox (for up to 2 s), then stop as
+        ``SupervisedRedisManager`` does."""
+        for key in list(self._joined):
+            del self._joined[key]
+            self._queue(("srem", key, None, None))
         flusher = self._flusher
         if flusher is not None and not flusher.done():
             with contextlib.suppress(Exception):
@@ -194,4 +351,4 @@ class FastRedisManager(SupervisedRedisManager):
         await super().aclose()
 
 
-__all__ = ["FastManager", "FastRedisManager", "deliver"]
+__all__ = ["ROUTE_SCRIPT", "FastManager", "FastRedisManager", "deliver"]

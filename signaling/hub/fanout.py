@@ -16,6 +16,9 @@ from signaling.services.fanout import Audience
 
 _ROOM = {"team": ("/agent", "team:"), "agent": ("/agent", "agent:"), "visitor": ("/customer", "visitor:")}
 
+ROOM_PREFIXES = tuple(prefix for _, prefix in _ROOM.values())
+"""Prefixes of every room the hub emits to (a several-node manager tracks which nodes have members)."""
+
 
 class SocketIOFanout:
     def __init__(self, sio: socketio.AsyncServer) -> None:
@@ -29,5 +32,10 @@ class SocketIOFanout:
             namespace, prefix = _ROOM[audience.kind]
             by_namespace.setdefault(namespace, []).append(prefix + audience.id)
         for namespace, rooms in by_namespace.items():
-            await self.sio.emit(event, payload, to=rooms if len(rooms) > 1 else rooms[0],
-                                namespace=namespace, skip_sid=skip_sid)
+            await self.sio.emit(
+                event,
+                payload,
+                to=rooms if len(rooms) > 1 else rooms[0],
+                namespace=namespace,
+                skip_sid=skip_sid,
+            )
