@@ -36,6 +36,8 @@ MEDIA = web.AppKey("media", MediaGateway)
 TASKS = web.AppKey("tasks", list[asyncio.Task[Any]])
 
 EXPIRY_SWEEP_S = 1.0
+MEDIA_SHUTDOWN_S = 10.0
+"""The longest a shutdown waits for the media plane to close its sessions."""
 
 
 def make_media(config: Config) -> MediaGateway:
@@ -48,6 +50,7 @@ def make_media(config: Config) -> MediaGateway:
         host_addresses=list(config.media_host_addresses) or None,
         ice_servers=list(config.ice_servers) or None,
         rejoin_grace=config.media_rejoin_grace_s,
+        recordings_dir=config.recordings_dir if config.recordings else None,
     )
 
 
@@ -93,7 +96,9 @@ def create_app(config: Config) -> web.Application:
             visitor_token_ttl_s=config.visitor_token_ttl_s,
         ),
         chat=ChatSettings(message_max_chars=config.message_max_chars),
-        requests=RequestSettings(ttl=timedelta(seconds=config.request_ttl_s)),
+        requests=RequestSettings(
+            ttl=timedelta(seconds=config.request_ttl_s), recordings=config.recordings and config.media
+        ),
         node_id=config.node_id,
         allowed_origins=config.allowed_origins,
     )
@@ -127,8 +132,15 @@ async def _store_ctx(app: web.Application) -> AsyncIterator[None]:
     media = app[MEDIA]
     shutdown = getattr(media, "shutdown", None)
     if shutdown is not None:
-        with contextlib.suppress(Exception):
-            await shutdown()
+        try:
+            # a peer connection that never finishes closing (aiortc can wait on a dead transport) must
+            # not keep the process from stopping, nor the store from closing
+            async with asyncio.timeout(MEDIA_SHUTDOWN_S):
+                await shutdown()
+        except TimeoutError:
+            log.warning("the media plane did not close within %.0f s; stopping anyway", MEDIA_SHUTDOWN_S)
+        except Exception:
+            log.exception("the media plane failed to close")
     await store.close()
 
 

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import io
+import warnings
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -57,11 +59,24 @@ async def start_server(tmp: Path, **overrides: Any) -> RunningServer:
     return RunningServer(app=app, runner=runner, config=config, port=port)
 
 
+async def bounded(awaitable: Any, seconds: float, what: str) -> None:
+    """Await a teardown step for at most ``seconds``. A step that hangs is a bug worth seeing, not a
+    reason to stall the suite until pytest-timeout kills it: warn with every task's stack and go on."""
+    try:
+        async with asyncio.timeout(seconds):
+            await awaitable
+    except TimeoutError:
+        out = io.StringIO()
+        for task in asyncio.all_tasks():
+            task.print_stack(file=out)
+        warnings.warn(f"teardown step {what!r} took over {seconds} s; tasks:\n{out.getvalue()}", stacklevel=2)
+
+
 @pytest.fixture
 async def server(tmp_path: Path) -> AsyncIterator[RunningServer]:
     srv = await start_server(tmp_path)
     yield srv
-    await srv.runner.cleanup()
+    await bounded(srv.runner.cleanup(), 30, "server cleanup")
 
 
 class Events:
@@ -126,8 +141,9 @@ class Hub:
         self.clients: list[Client] = []
 
     async def login(self, email: str, password: str = "demo") -> dict[str, Any]:
-        async with self.http.post(f"{self.server.url}/api/auth/login",
-                                  json={"email": email, "password": password}) as resp:
+        async with self.http.post(
+            f"{self.server.url}/api/auth/login", json={"email": email, "password": password}
+        ) as resp:
             assert resp.status == 200, await resp.text()
             return await resp.json()
 
@@ -146,8 +162,13 @@ class Hub:
         sio.on("*", catch_all, namespace=namespace)
         client = Client(sio, namespace, events)
         auth = {"token": token} if token is not None else None
-        await sio.connect(self.server.url, namespaces=[namespace], auth=auth,
-                          transports=transports or ["websocket"], wait_timeout=5)
+        await sio.connect(
+            self.server.url,
+            namespaces=[namespace],
+            auth=auth,
+            transports=transports or ["websocket"],
+            wait_timeout=5,
+        )
         self.clients.append(client)
         return client
 
@@ -171,4 +192,4 @@ async def hub(server: RunningServer) -> AsyncIterator[Hub]:
         h = Hub(server, http)
         yield h
         for client in h.clients:
-            await client.disconnect()
+            await bounded(client.disconnect(), 10, "client disconnect")

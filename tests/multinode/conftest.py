@@ -14,7 +14,7 @@ from typing import Any
 import aiohttp
 import pytest
 
-from tests.conftest import Client, Hub, RunningServer, start_server
+from tests.conftest import Client, Hub, RunningServer, bounded, start_server
 from tests.redis_server import RedisServer, redis_available
 
 
@@ -64,8 +64,8 @@ async def cluster(tmp_path: Path) -> AsyncIterator[Cluster]:
             finally:
                 for hub in hubs:
                     for client in hub.clients:
-                        await client.disconnect()
+                        await bounded(client.disconnect(), 10, "client disconnect")
     finally:
         for node in reversed(nodes):
-            await node.runner.cleanup()
+            await bounded(node.runner.cleanup(), 30, f"cleanup of node {node.config.node_id}")
         redis.stop()
