@@ -15,7 +15,10 @@ Matching ignores case and accents (NFKD, combining marks dropped, casefolded). A
 in the preferred language come first, then by shortcut and id, so the order is deterministic.
 
 :func:`fill` replaces ``{{ dotted.name }}`` placeholders from a flat mapping and leaves unknown ones as
-written, so the agent sees what is missing before sending.
+written, so the agent sees what is missing before sending. An anonymous customer (no name) is called
+"Visitor" and the last four characters of their id, in the text's language, as the console shows them
+(when the mapping carries ``customer.id``); otherwise an empty value is dropped with the space or comma
+that only existed for it ("Hello {{customer.name}}, I am Sam" -> "Hello, I am Sam", never "Hello , I am").
 """
 
 from __future__ import annotations
@@ -191,21 +194,58 @@ def _language_rank(block_language: str, preferred: str | None) -> int:
     return 2
 
 
-def fill(body: str, variables: Mapping[str, str]) -> str:
+#: "Visitor" in the languages of the pages (``visitor.anonymous`` in ``web/src/shared/locales``).
+ANONYMOUS_VISITOR = {"en": "Visitor", "fr": "Visiteur"}
+_GONE = "\x00"  # where an empty value was, while the text around it is tidied
+_GONE_AT_LINE_START = re.compile(r"^[ \t]*\x00[ \t]*[,;:.!?]?[ \t]*(.?)", re.MULTILINE)
+_GONE_BEFORE_PUNCTUATION = re.compile(r",?[ \t]*\x00(?=[ \t]*(?:[.,;:!?\u2026)\]]|$))", re.MULTILINE)
+_GONE_ELSEWHERE = re.compile(r"[ \t]*\x00")
+
+
+def anonymous_name(visitor_id: str, language: str | None = None) -> str:
+    """What an anonymous customer is called: "Visitor 1a2b" (the id's last four characters), in
+    ``language`` when known (``fr``, ``fr-CA``, ...), else in English."""
+    primary = (language or "en").split("-")[0].split("_")[0].lower()
+    return f"{ANONYMOUS_VISITOR.get(primary, ANONYMOUS_VISITOR['en'])} {visitor_id[-4:]}"
+
+
+def fill(body: str, variables: Mapping[str, str], language: str | None = None) -> str:
     """``body`` with each ``{{ name }}`` placeholder replaced by ``variables[name]``.
 
     Names are dotted (``customer.name``, ``agent.name``, ...); spaces inside the braces are tolerated
     and a name is looked up exactly, then case-insensitively. Unknown placeholders stay as written.
     Values are inserted verbatim and never expanded again (a customer named ``{{agent.name}}`` stays
     literal); no HTML escaping happens here, clients render text as text.
+
+    An empty ``customer.name`` becomes :func:`anonymous_name` of ``customer.id`` in ``language`` (the
+    text block's or the conversation's) when the mapping has that id. Any other empty value is dropped
+    together with the space before it, and a comma before it when sentence punctuation follows
+    ("Thank you, {{customer.name}}." -> "Thank you."); at the start of a line, with the punctuation after
+    it, and the next letter is capitalised ("{{customer.name}}, welcome!" -> "Welcome!").
     """
-    folded = {k.casefold(): v for k, v in variables.items()}
+    values = dict(variables)
+    name, visitor_id = values.get("customer.name", ""), values.get("customer.id", "")
+    if not str(name).strip() and visitor_id:
+        values["customer.name"] = anonymous_name(str(visitor_id), language)
+    folded = {k.casefold(): v for k, v in values.items()}
+
+    def lookup(match: re.Match[str]) -> str | None:
+        name = match.group(1)
+        value = values[name] if name in values else folded.get(name.casefold())
+        return None if value is None else str(value)
+
+    # Drop the empty values in the template first (the agent's words, never the values), then fill.
+    template = _PLACEHOLDER.sub(
+        lambda m: _GONE if (v := lookup(m)) is not None and not v.strip() else m.group(0),
+        body.replace(_GONE, ""),
+    )
+    if _GONE in template:
+        template = _GONE_AT_LINE_START.sub(lambda m: m.group(1).upper(), template)
+        template = _GONE_BEFORE_PUNCTUATION.sub("", template)
+        template = _GONE_ELSEWHERE.sub("", template)
 
     def replace(match: re.Match[str]) -> str:
-        name = match.group(1)
-        if name in variables:
-            return str(variables[name])
-        value = folded.get(name.casefold())
-        return match.group(0) if value is None else str(value)
+        value = lookup(match)
+        return match.group(0) if value is None else value
 
-    return _PLACEHOLDER.sub(replace, body)
+    return _PLACEHOLDER.sub(replace, template)
