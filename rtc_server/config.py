@@ -45,6 +45,13 @@ class Config:
     media_rejoin_grace_s: float = 20.0
     """How long a call keeps a participant whose peer connection dropped (network blip, page reload)
     before it ends (``RTC_MEDIA_REJOIN_GRACE_S``; 0: at once)."""
+    recordings: bool = False
+    """Agents may ask for recorded calls (``RTC_RECORDINGS=1``); files go to ``<data_dir>/recordings``."""
+
+    @property
+    def recordings_dir(self) -> str:
+        """Where recordings are written and served from."""
+        return str(Path(self.data_dir).resolve() / "recordings")
     allowed_origins: tuple[str, ...] = ()
     """Origins allowed to open Socket.IO connections; empty: any origin."""
     web_dir: str = ""

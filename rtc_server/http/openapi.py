@@ -442,6 +442,20 @@ def _paths() -> dict[str, Json]:
                 "gets a version without notes; anyone else `not_found`.",
             )
         },
+        "/api/requests/{id}/recording": {
+            "get": _op(
+                "Download a call's recording",
+                "recordings",
+                security=MEDIA_AUTH,
+                errors=(404,),
+                params=[_path_id("request")],
+                content={"video/webm": {"schema": {"type": "string", "format": "binary"}}},
+                description="The WebM file (VP8 video and Opus audio of every publisher, one stream per "
+                "track, as forwarded: never re-encoded) of a request created with `record: true`, once the "
+                "call ended and the file is finished. Agents who may see the conversation only; a customer, "
+                "anyone else, a request that was not recorded, or a file not finished yet: `not_found`.",
+            )
+        },
         "/api/conference/{id}/links": {
             "post": _op(
                 "Create a conference join link",
@@ -565,6 +579,7 @@ def build_document(server_url: str | None = None) -> Json:
                 "flows",
                 "conversations",
                 "conference",
+                "recordings",
                 "meta",
             )
         ],

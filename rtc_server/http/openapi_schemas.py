@@ -178,6 +178,7 @@ SCHEMAS: dict[str, Json] = {
         active_at=NTIME,
         ended_at=NTIME,
         reason=STR,
+        record={"type": "boolean", "description": "The call's media is recorded (the prompt said so)."},
     ),
     "TextBlock": obj(
         ["id", "shortcut", "title", "body"],

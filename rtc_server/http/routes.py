@@ -6,7 +6,18 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from rtc_server.http import admin, catalog, cors, metrics, openapi, pages, ratelimit, transcripts, uploads
+from rtc_server.http import (
+    admin,
+    catalog,
+    cors,
+    metrics,
+    openapi,
+    pages,
+    ratelimit,
+    recordings,
+    transcripts,
+    uploads,
+)
 from rtc_server.http import conference as conference_routes
 
 
@@ -27,5 +38,6 @@ def setup(app: web.Application) -> None:
     catalog.setup(app)
     transcripts.setup(app)
     conference_routes.setup(app)
+    recordings.setup(app)
     openapi.setup(app)
     pages.setup(app)

@@ -69,6 +69,8 @@ class AiortcMediaGateway:
         The server's own peers use none: they are reachable on their host candidates.
     :param rejoin_grace: seconds a 1:1 session keeps the place of a participant whose peer dropped
         (``reconnecting`` event) for them to offer again (see :mod:`rtc_server.media.session`).
+    :param recordings_dir: where sessions opened with ``record`` write their recording
+        (:mod:`rtc_server.media.recording`); ``None``: nothing is recorded.
     """
 
     def __init__(
@@ -78,6 +80,7 @@ class AiortcMediaGateway:
         *,
         pli_interval: float = 0.5,
         rejoin_grace: float = 20.0,
+        recordings_dir: str | None = None,
     ) -> None:
         self._ice_servers = [dict(entry) for entry in ice_servers or []]
         for entry in self._ice_servers:
@@ -87,7 +90,9 @@ class AiortcMediaGateway:
             host_addresses=tuple(host_addresses) if host_addresses else None,
             pli_interval=pli_interval,
             rejoin_grace=rejoin_grace,
+            recordings_dir=recordings_dir,
         )
+        self._background: set[asyncio.Task[Any]] = set()
         self._sessions: dict[str, Session] = {}
         self._events = _EventPump()
         self._closed = False
@@ -112,7 +117,7 @@ class AiortcMediaGateway:
         current = self._sessions.get(spec.request_id)
         if current is not None and not current.closed:
             return
-        self._sessions[spec.request_id] = Session(spec, self.config, self._report)
+        self._sessions[spec.request_id] = Session(spec, self.config, self._report, self._background)
 
     async def offer(self, request_id: str, participant: Participant, sdp: str, type: str) -> dict[str, str]:
         """Apply a client's offer; returns ``{sdp, type: "answer"}``."""
@@ -145,6 +150,7 @@ class AiortcMediaGateway:
         sessions = list(self._sessions.values())
         await asyncio.gather(*(s.close("shutdown") for s in sessions), return_exceptions=True)
         self._sessions.clear()
+        await asyncio.gather(*list(self._background), return_exceptions=True)  # recordings being finished
         await self._events.close()
 
     def _session(self, request_id: str) -> Session:

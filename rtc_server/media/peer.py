@@ -87,6 +87,8 @@ class PeerConfig:
     rejoin_grace: float = 20.0
     """How long a 1:1 session waits for a participant whose peer connection dropped to offer again
     before it counts them as gone (0: at once)."""
+    recordings_dir: str | None = None
+    """Where recordings are written (:mod:`rtc_server.media.recording`); ``None``: never recorded."""
 
 
 class PeerListener(Protocol):

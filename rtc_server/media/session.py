@@ -38,6 +38,7 @@ from aiortc import RTCDataChannel
 from rtc_server.media.cobrowse import CHANNEL_LABEL, CobrowseRelay
 from rtc_server.media.forwarding import TrackSource
 from rtc_server.media.peer import Peer, PeerConfig, Slot, stream_id_for
+from rtc_server.media.recording import RECORDABLE_KINDS, Recorder
 from signaling.domain.errors import Invalid, NotFound
 from signaling.services.ports import MediaEvent, Participant, SessionSpec
 
@@ -68,13 +69,31 @@ def may_forward(kind: str, publisher: Participant, subscriber: Participant, medi
 #: Request kinds whose participants get a grace period to come back after their peer dropped.
 REJOIN_KINDS = frozenset({"call", "video", "desktop", "show_screen"})
 
+
+def may_record(kind: str, publisher: Participant, media: str) -> bool:
+    """Whether a recorded session of ``kind`` records ``publisher``'s ``media`` track: what it forwards."""
+    if media not in FORWARDED_KINDS.get(kind, ()):
+        return False
+    if kind == "desktop":
+        return publisher.kind == "customer"
+    if kind == "show_screen":
+        return publisher.kind == "agent"
+    return True
+
+
 Reporter = Callable[[MediaEvent], None]
 
 
 class Session:
     """The peers of one request and the forwarding between them."""
 
-    def __init__(self, spec: SessionSpec, config: PeerConfig, report: Reporter) -> None:
+    def __init__(
+        self,
+        spec: SessionSpec,
+        config: PeerConfig,
+        report: Reporter,
+        background: set[asyncio.Task[Any]] | None = None,
+    ) -> None:
         if spec.kind not in FORWARDED_KINDS:
             raise Invalid(f"unknown session kind {spec.kind!r}", field="kind")
         self.spec = spec
@@ -92,6 +111,11 @@ class Session:
         self.cobrowse = (
             CobrowseRelay(spec.policy, on_active=self._on_active) if spec.kind == "cobrowse" else None
         )
+        self.recorder: Recorder | None = None
+        if spec.record and config.recordings_dir and spec.kind in RECORDABLE_KINDS:
+            self.recorder = Recorder(config.recordings_dir, spec.request_id)
+        self._background = background if background is not None else set()
+        """Work that outlives the session (finishing its recording); the gateway waits for it."""
 
     @property
     def request_id(self) -> str:
@@ -176,6 +200,27 @@ class Session:
             self.cobrowse.close()
         await asyncio.gather(*(peer.close() for peer in peers), return_exceptions=True)
         await asyncio.gather(*pending, return_exceptions=True)
+        if self.recorder is not None:
+            task = asyncio.ensure_future(self._finish_recording(self.recorder))
+            self._background.add(task)
+            task.add_done_callback(self._background.discard)
+
+    async def _finish_recording(self, recorder: Recorder) -> None:
+        """Close and merge the recording (in its thread), then report ``recording``."""
+        try:
+            result = await recorder.finish()
+        except Exception:
+            log.exception("the recording of %s failed", self.request_id)
+            return
+        if result is None:
+            return
+        data: dict[str, Any] = {
+            "file": result.path.name,
+            "size": result.size,
+            "duration_s": result.duration_s,
+            "tracks": [{"publisher": owner, "kind": kind} for owner, kind in result.tracks],
+        }
+        self._report(MediaEvent("recording", self.request_id, data=data))
 
     def _check_open(self) -> None:
         if self.closed:
@@ -283,6 +328,14 @@ class Session:
                         continue  # routed again once its negotiation is done
                     free = sub.add_slot(src.kind, stream_id_for(pub.participant))
                 free.track.attach(src)
+        if self.recorder is not None:
+            self.recorder.sync(
+                [
+                    (pub.participant.key, src)
+                    for pub, src in sources
+                    if may_record(self.kind, pub.participant, src.kind)
+                ]
+            )
 
     # -- PeerListener ----------------------------------------------------------------------------------------------
 

@@ -239,6 +239,8 @@ class Request:
     accepted_at: datetime | None = None
     active_at: datetime | None = None
     ended_at: datetime | None = None
+    record: bool = False
+    """The media is recorded (asked by the agent, consented to by the customer's accept)."""
 
     def to_wire(self) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -247,6 +249,7 @@ class Request:
             "kind": self.kind,
             "state": self.state,
             "requested_by": self.requested_by,
+            "record": bool(self.record),
             "created_at": iso(self.created_at),
             "updated_at": iso(self.updated_at),
             "expires_at": iso(self.expires_at),

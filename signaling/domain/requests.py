@@ -105,16 +105,28 @@ class Transition:
     actor: Actor
 
 
+#: Request kinds whose media may be recorded (co-browsing has none).
+RECORDABLE_KINDS = frozenset({"call", "video", "desktop", "show_screen", "conference"})
+
+
 def new_request(
-    conversation_id: str, kind: str, requested_by: str, now: datetime, ttl: timedelta
+    conversation_id: str,
+    kind: str,
+    requested_by: str,
+    now: datetime,
+    ttl: timedelta,
+    record: bool = False,
 ) -> Request:
-    """A fresh ``pending`` request; ``Invalid`` for an unknown kind or a non-positive ``ttl``."""
+    """A fresh ``pending`` request; ``Invalid`` for an unknown kind, a non-positive ``ttl``, or
+    ``record`` on a kind without media (``details.reason = "not_recordable"``)."""
     if ttl <= timedelta(0):
         raise Invalid("ttl must be positive", field="ttl")
     try:
         Kind(kind)
     except ValueError:
         raise Invalid(f"unknown request kind {kind!r}", field="kind") from None
+    if record and kind not in RECORDABLE_KINDS:
+        raise Invalid(f"a {kind} request cannot be recorded", field="record", reason="not_recordable")
     return Request(
         id=new_id("rq"),
         conversation_id=conversation_id,
@@ -124,6 +136,7 @@ def new_request(
         created_at=now,
         updated_at=now,
         expires_at=now + ttl,
+        record=record,
     )
 
 

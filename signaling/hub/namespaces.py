@@ -308,7 +308,8 @@ class AgentNamespace(HubNamespace):
 
     async def request_create(self, who: Principal, p: dict[str, Any]) -> dict[str, Any]:
         request = await self.services.requests.create(
-            who, P.string(p, "conversation_id"), P.string(p, "kind", max_len=20))
+            who, P.string(p, "conversation_id"), P.string(p, "kind", max_len=20),
+            record=P.boolean(p, "record", required=False))
         return {"request": request.to_wire()}
 
     async def conference_invite(self, who: Principal, p: dict[str, Any]) -> dict[str, Any]:

@@ -37,6 +37,8 @@ class SessionSpec:
     """Request kind: ``cobrowse``, ``call``, ``video``, ``desktop``, ``show_screen`` or ``conference``."""
     policy: dict[str, Any] = field(default_factory=dict)
     """Kind-specific settings, e.g. the co-browse masking policy."""
+    record: bool = False
+    """Record the forwarded media (the customer consented by accepting a ``record: true`` request)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,6 +53,8 @@ class MediaEvent:
     - ``reconnecting``: ``participant``'s peer dropped in a 1:1 session; their place is kept for the
       rejoin grace (an offer from them then is ``rejoined``, else ``participant_left`` follows).
     - ``rejoined``: ``participant``'s new peer connected within the grace.
+    - ``recording``: the recording of the session is finished (after ``closed``); ``data`` is
+      ``{file, size, duration_s, tracks: [{publisher, kind}]}``.
     - ``closed``: the whole session ended (``reason``: ``peer_dropped``, ``ended``, ``shutdown`` ...).
     - ``offer``: the server renegotiates with ``participant``; ``data`` is ``{sdp, type: "offer"}`` to
       deliver as the server event ``rtc.offer``.

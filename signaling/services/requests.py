@@ -14,11 +14,11 @@ from typing import Any
 
 from signaling.domain import requests as sm
 from signaling.domain.errors import Conflict, Forbidden, Invalid, NotFound
-from signaling.domain.models import Conversation, Request, utcnow
+from signaling.domain.models import Conversation, Message, Request, new_id, utcnow
 from signaling.services.fanout import Audience
 from signaling.services.ports import MediaEvent, MediaGateway, Participant, SessionSpec
 from signaling.services.principal import Principal
-from signaling.services.timeline import KIND_LABELS, Timeline
+from signaling.services.timeline import KIND_LABELS, SYSTEM_AUTHOR, Timeline
 
 log = logging.getLogger(__name__)
 
@@ -34,6 +34,8 @@ COBROWSE_POLICY: dict[str, Any] = {
 @dataclass(frozen=True, slots=True)
 class RequestSettings:
     ttl: timedelta = timedelta(seconds=60)
+    recordings: bool = False
+    """Agents may ask for recorded calls (``record: true``); the media plane writes the files."""
 
 
 class RequestService:
@@ -77,13 +79,18 @@ class RequestService:
         await self.timeline.system(conv, f"request.{request.state}", **params)
 
     # -- calls from clients ---------------------------------------------------------------------------
-    async def create(self, principal: Principal, conversation_id: str, kind: str) -> Request:
+    async def create(self, principal: Principal, conversation_id: str, kind: str, record: bool = False) -> Request:
+        """A new ``pending`` request; ``record`` asks for the media to be recorded (``invalid`` with
+        ``details.reason`` ``recordings_disabled`` when the server does not record, ``not_recordable``
+        for a kind without media)."""
         if principal.agent is None:
             raise Forbidden("only agents create requests")
+        if record and not self.settings.recordings:
+            raise Invalid("this server does not record calls", field="record", reason="recordings_disabled")
         conv = await self.timeline.conversation_for(principal, conversation_id)
         if conv.status != "open":
             raise Conflict("the conversation is done", field="conversation_id")
-        request = sm.new_request(conv.id, kind, principal.agent.id, utcnow(), self.settings.ttl)
+        request = sm.new_request(conv.id, kind, principal.agent.id, utcnow(), self.settings.ttl, record=record)
         request = await self.store.create_request(request)
         await self._announce(request, conv)
         return request
@@ -97,7 +104,9 @@ class RequestService:
         if request.state == "accepted":
             policy = COBROWSE_POLICY if request.kind == "cobrowse" else {}
             try:
-                await self.media.open_session(SessionSpec(request.id, request.kind, dict(policy)))
+                await self.media.open_session(
+                    SessionSpec(request.id, request.kind, dict(policy), record=bool(request.record))
+                )
             except Exception:
                 log.exception("media plane refused session %s", request.id)
         return request
@@ -167,6 +176,44 @@ class RequestService:
             raise Invalid("type must be answer", field="type")
         await self.media.answer(request.id, self.participant(principal), sdp, type_)
 
+    # -- recordings -----------------------------------------------------------------------------------------
+    async def _recording_note(self, request: Request, conv: Conversation, data: dict[str, Any]) -> None:
+        """Say in the timeline, to agents only (a note: never on a customer socket, in a customer's sync
+        or transcript), that the recording of ``request`` can be downloaded."""
+        label = KIND_LABELS.get(request.kind, request.kind)
+        duration = int(data.get("duration_s") or 0)
+        params: dict[str, Any] = {
+            "request_id": request.id,
+            "kind": request.kind,
+            "kind_label": label,
+            "duration_s": duration,
+            "size": int(data.get("size") or 0),
+            "url": f"/api/requests/{request.id}/recording",
+        }
+        message = Message(
+            id=new_id("msg"),
+            conversation_id=conv.id,
+            seq=0,
+            client_id=f"rec_{request.id}",
+            author=SYSTEM_AUTHOR,
+            kind="note",
+            body=f"Recording of the {label.lower()} available ({duration // 60} min {duration % 60} s): "
+            f"{params['url']}",
+            data={"code": "recording.available", "params": params, "request_id": request.id},
+            created_at=utcnow(),
+        )
+        await self.timeline.append(message)
+
+    async def recording_of(self, principal: Principal, request_id: str) -> Request:
+        """The recorded request an agent may download (``not_found`` for anyone else, a customer
+        included, and for a request that was not recorded)."""
+        if not principal.is_agent:
+            raise NotFound("no such recording")
+        request, _ = await self._request_for(principal, request_id)
+        if not request.record:
+            raise NotFound("no such recording")
+        return request
+
     @staticmethod
     def _check_direction(principal: Principal, request: Request) -> None:
         """Every participant of the conversation may join its session; nothing more to check today."""
@@ -203,6 +250,8 @@ class RequestService:
             p = event.participant
             audience = Audience.agent(p.id) if p.kind == "agent" else Audience.visitor(p.id)
             await self.fanout.emit("rtc.offer", {"request_id": request.id, **event.data}, [audience])
+        elif event.type == "recording":
+            await self._recording_note(request, conv, event.data)
         elif event.type in ("connected", "participant_left", "reconnecting", "rejoined"):
             payload = {"request_id": request.id, "type": event.type,
                        "participant": {"kind": event.participant.kind, "id": event.participant.id,

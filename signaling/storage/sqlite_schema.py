@@ -172,6 +172,10 @@ MIGRATIONS: tuple[tuple[int, tuple[str, ...]], ...] = (
             "CREATE INDEX attachments_conversation ON attachments (conversation_id)",
         ),
     ),
+    (
+        2,
+        ("ALTER TABLE requests ADD COLUMN record INTEGER NOT NULL DEFAULT 0",),
+    ),
 )
 
 LATEST_VERSION = MIGRATIONS[-1][0]
@@ -396,6 +400,7 @@ def request_row(q: Request) -> tuple[Any, ...]:
         ts(q.accepted_at),
         ts(q.active_at),
         ts(q.ended_at),
+        int(bool(q.record)),
     )
 
 
@@ -413,6 +418,7 @@ def request_from(r: sqlite3.Row) -> Request:
         accepted_at=dt(r["accepted_at"]),
         active_at=dt(r["active_at"]),
         ended_at=dt(r["ended_at"]),
+        record=bool(r["record"]),
     )
 
 
