@@ -3,6 +3,7 @@ conversation's timeline with the right fan-out (notes to agents only)."""
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from signaling.domain.errors import NotFound
@@ -38,6 +39,17 @@ KIND_LABELS = {
     "show_screen": "Screen share",
     "conference": "Conference call",
 }
+
+#: A preview shaped like the English text of a system message (only those are looked up in
+#: :meth:`Timeline.system_previews`; a customer who typed such a text costs one read, nothing more).
+SYSTEM_PREVIEW = re.compile(
+    "|".join(
+        "(?:" + re.sub(r"\\\{\w+\\\}", ".+", re.escape(t)) + r")(?: after \d+ min \d+ s)?"
+        for t in SYSTEM_TEXT.values()
+    )
+)
+#: How many seqs back :meth:`Timeline.system_previews` looks for the message a preview was made from.
+SYSTEM_PREVIEW_LOOKBACK = 20
 
 
 def render_system(code: str, params: dict[str, Any]) -> str:
@@ -96,6 +108,27 @@ class Timeline:
             out["assignee"] = agent.public() if agent else None
         else:
             out["assignee"] = None
+        out["last_message_system"] = (await self.system_previews([conv])).get(conv.id)
+        return out
+
+    async def system_previews(self, convs: list[Conversation]) -> dict[str, dict[str, Any]]:
+        """``{code, params}`` of the system message each conversation's ``last_message_preview`` was made
+        from (the preview holds its English text), by conversation id, so that agents render it in their
+        language; conversations whose preview is not a system message are left out. Read only for
+        previews shaped like a system text, looking back at most :data:`SYSTEM_PREVIEW_LOOKBACK` seqs."""
+        out: dict[str, dict[str, Any]] = {}
+        for conv in convs:
+            if not conv.last_message_preview or not SYSTEM_PREVIEW.fullmatch(conv.last_message_preview):
+                continue
+            recent = await self.store.list_messages(
+                conv.id,
+                after_seq=max(0, conv.last_seq - SYSTEM_PREVIEW_LOOKBACK),
+                include_notes=False,
+                limit=SYSTEM_PREVIEW_LOOKBACK,
+            )
+            last = recent[-1] if recent else None
+            if last is not None and last.kind == "system" and last.data.get("code"):
+                out[conv.id] = {"code": last.data["code"], "params": dict(last.data.get("params") or {})}
         return out
 
     @staticmethod
@@ -104,6 +137,7 @@ class Timeline:
         out = dict(conv_wire)
         out.pop("unread", None)
         out.pop("last_message_preview", None)
+        out.pop("last_message_system", None)
         return out
 
     async def broadcast_conversation(self, conv: Conversation, event: str = "conversation.updated",
