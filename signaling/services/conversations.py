@@ -74,8 +74,16 @@ class ConversationService:
         return self.store.lock(f"conversation:{conversation_id}")
 
     # -- start ----------------------------------------------------------------------------------------
-    async def start(self, principal: Principal, *, team_id: str | None, body: str | None,
-                    page_url: str = "", client_id: str | None = None, language: str = "") -> Conversation:
+    async def start(
+        self,
+        principal: Principal,
+        *,
+        team_id: str | None,
+        body: str | None,
+        page_url: str = "",
+        client_id: str | None = None,
+        language: str = "",
+    ) -> Conversation:
         assert principal.visitor is not None
         if team_id:
             team = await self.store.get_team(team_id)
@@ -95,8 +103,13 @@ class ConversationService:
                 return existing
         now = utcnow()
         conv = Conversation(
-            id=new_id("cv"), visitor_id=principal.visitor.id, team_id=team.id, created_at=now, updated_at=now,
-            page_url=page_url[:2000], language=(language or principal.visitor.locale)[:16],
+            id=new_id("cv"),
+            visitor_id=principal.visitor.id,
+            team_id=team.id,
+            created_at=now,
+            updated_at=now,
+            page_url=page_url[:2000],
+            language=(language or principal.visitor.locale)[:16],
         )
         conv = await self.store.create_conversation(conv)
         if start_key:
@@ -128,10 +141,13 @@ class ConversationService:
             return None
         conv, chosen = claimed
         agent = await self.store.get_agent(chosen)
-        await self.timeline.system(conv, "conversation.assigned", agent_id=chosen,
-                                   agent_name=agent.name if agent else "")
+        await self.timeline.system(
+            conv, "conversation.assigned", agent_id=chosen, agent_name=agent.name if agent else ""
+        )
         wire = await self.timeline.broadcast_conversation(conv)
-        await self.fanout.emit("conversation.new", {"conversation": wire, "ring": True}, [Audience.agent(chosen)])
+        await self.fanout.emit(
+            "conversation.new", {"conversation": wire, "ring": True}, [Audience.agent(chosen)]
+        )
         return conv
 
     async def _claim_for_least_busy(self, conv: Conversation) -> tuple[Conversation, str] | None:
@@ -142,8 +158,14 @@ class ConversationService:
         online = await self.store.presence_online()
         loads = await self.store.count_open_assigned([a.id for a in members])
         candidates = [
-            routing.Candidate(agent_id=a.id, online=a.id in online, in_team=True, load=loads.get(a.id, 0),
-                              capacity=a.capacity, status=a.status if a.status == "away" else "online")
+            routing.Candidate(
+                agent_id=a.id,
+                online=a.id in online,
+                in_team=True,
+                load=loads.get(a.id, 0),
+                capacity=a.capacity,
+                status=a.status if a.status == "away" else "online",
+            )
             for a in members
         ]
         last = await self.store.get_meta(f"rr:{conv.team_id}")
@@ -152,8 +174,12 @@ class ConversationService:
             return None
         async with self._conversation_lock(conv.id):
             current = await self.store.get_conversation(conv.id)
-            if (current is None or current.status != "open" or current.assignee_id is not None
-                    or current.team_id != conv.team_id):
+            if (
+                current is None
+                or current.status != "open"
+                or current.assignee_id is not None
+                or current.team_id != conv.team_id
+            ):
                 return None  # taken, resolved or redirected since it was queued
             conv = current
             conv.assignee_id = chosen
@@ -172,7 +198,8 @@ class ConversationService:
             if team.routing != "auto" or (team_ids is not None and team.id not in team_ids):
                 continue
             queued = await self.store.list_conversations(
-                ConversationQuery(team_ids=[team.id], status="open", assignee_id=None, limit=200))
+                ConversationQuery(team_ids=[team.id], status="open", assignee_id=None, limit=200)
+            )
             for conv in sorted(queued, key=lambda c: (c.created_at, c.id)):
                 if await self._auto_assign(conv) is None:
                     current = await self.store.get_conversation(conv.id)
@@ -183,19 +210,43 @@ class ConversationService:
         return assigned
 
     # -- messages -------------------------------------------------------------------------------------
-    def _message(self, principal: Principal, conv: Conversation, kind: str, body: str,
-                 client_id: str | None, data: dict[str, Any] | None = None) -> Message:
+    def _message(
+        self,
+        principal: Principal,
+        conv: Conversation,
+        kind: str,
+        body: str,
+        client_id: str | None,
+        data: dict[str, Any] | None = None,
+    ) -> Message:
         if len(body) > self.settings.message_max_chars:
             raise Invalid(f"body is longer than {self.settings.message_max_chars} characters", field="body")
         return Message(
-            id=new_id("msg"), conversation_id=conv.id, seq=0, client_id=client_id or new_id("c"),
-            author=principal.author(), kind=kind, body=body, data=data or {}, created_at=utcnow(),
+            id=new_id("msg"),
+            conversation_id=conv.id,
+            seq=0,
+            client_id=client_id or new_id("c"),
+            author=principal.author(),
+            kind=kind,
+            body=body,
+            data=data or {},
+            created_at=utcnow(),
         )
 
-    async def send(self, principal: Principal, conversation_id: str, client_id: str, kind: str,
-                   body: str = "", *, attachment_id: str | None = None, article_id: str | None = None,
-                   flow_id: str | None = None, textblock_id: str | None = None,
-                   flow_answer: dict[str, Any] | None = None) -> Message:
+    async def send(
+        self,
+        principal: Principal,
+        conversation_id: str,
+        client_id: str,
+        kind: str,
+        body: str = "",
+        *,
+        attachment_id: str | None = None,
+        article_id: str | None = None,
+        flow_id: str | None = None,
+        textblock_id: str | None = None,
+        flow_answer: dict[str, Any] | None = None,
+    ) -> Message:
         conv = await self.timeline.conversation_for(principal, conversation_id)
         allowed = AGENT_KINDS if principal.is_agent else CUSTOMER_KINDS
         if kind not in allowed:
@@ -245,14 +296,17 @@ class ConversationService:
         reopen = principal.is_customer and conv.status == "done"
         result = await self.timeline.append(message, skip_sid=None)
         stored = result.message
-        if result.created is False and (stored.author.kind != principal.kind or stored.author.id != principal.id
-                                        or stored.is_note):
+        if result.created is False and (
+            stored.author.kind != principal.kind or stored.author.id != principal.id or stored.is_note
+        ):
             raise Conflict("client_id already used by someone else or by a note", field="client_id")
         if result.created and reopen:
             await self._reopen(result.conversation)
         return stored
 
-    async def _flow_answer(self, conv: Conversation, answer: dict[str, Any] | None, body: str) -> dict[str, Any]:
+    async def _flow_answer(
+        self, conv: Conversation, answer: dict[str, Any] | None, body: str
+    ) -> dict[str, Any]:
         if not isinstance(answer, dict):
             raise Invalid("flow_answer {flow_id, step_id, answer} is required", field="flow_answer")
         flow_id, step_id = answer.get("flow_id"), answer.get("step_id")
@@ -283,8 +337,9 @@ class ConversationService:
             "conversation.id": conv.id,
         }
 
-    async def add_note(self, principal: Principal, conversation_id: str, body: str,
-                       client_id: str | None = None) -> Message:
+    async def add_note(
+        self, principal: Principal, conversation_id: str, body: str, client_id: str | None = None
+    ) -> Message:
         if not principal.is_agent:
             raise Forbidden("only agents write notes")
         conv = await self.timeline.conversation_for(principal, conversation_id)
@@ -304,7 +359,8 @@ class ConversationService:
         conv = await self.timeline.conversation_for(principal, conversation_id)
         limit = 1000
         messages = await self.store.list_messages(
-            conv.id, after_seq=after_seq, include_notes=principal.is_agent, limit=limit + 1)
+            conv.id, after_seq=after_seq, include_notes=principal.is_agent, limit=limit + 1
+        )
         has_more = len(messages) > limit
         messages = messages[:limit]
         requests = await self.store.list_requests(conv.id)
@@ -318,8 +374,21 @@ class ConversationService:
             "has_more": has_more,
         }
 
-    async def list_section(self, principal: Principal, section: str, cursor: str | None = None,
-                   limit: int | None = None) -> dict[str, Any]:
+    async def list_section(
+        self, principal: Principal, section: str, cursor: str | None = None, limit: int | None = None
+    ) -> dict[str, Any]:
+        query = self._section_query(principal, section, limit)
+        if cursor:
+            query.before = decode_cursor(cursor)
+        rows = await self.store.list_conversations(query)
+        out = await self.timeline.wire_many(rows)
+        if principal.is_customer:
+            out = [self.timeline.customer_view(c) for c in out]
+        next_cursor = encode_cursor(rows[-1]) if len(rows) == query.limit else None
+        return {"conversations": out, "cursor": next_cursor}
+
+    def _section_query(self, principal: Principal, section: str, limit: int | None) -> ConversationQuery:
+        """The store query of a list section (a customer has one: their own conversations)."""
         if principal.is_customer:
             assert principal.visitor is not None
             query = ConversationQuery(visitor_id=principal.visitor.id, limit=limit or self.settings.page_size)
@@ -338,37 +407,45 @@ class ConversationService:
                 query.status = "open"
             else:
                 query.status = "done"
-        if cursor:
-            query.before = decode_cursor(cursor)
-        rows = await self.store.list_conversations(query)
-        out = [await self.timeline.wire(c) for c in rows]
-        if principal.is_customer:
-            out = [self.timeline.customer_view(c) for c in out]
-        next_cursor = encode_cursor(rows[-1]) if len(rows) == query.limit else None
-        return {"conversations": out, "cursor": next_cursor}
+        return query
 
     async def counts(self, principal: Principal) -> dict[str, dict[str, int]]:
         """Per section: how many conversations and how many unread customer messages (first page)."""
         result: dict[str, dict[str, int]] = {}
         for section in SECTIONS[:3]:
-            page = await self.list_section(principal, section, limit=200)
-            convs = page["conversations"]
-            result[section] = {"count": len(convs), "unread": sum(c.get("unread", 0) for c in convs)}
+            counted = await self.store.count_conversations(self._section_query(principal, section, 200))
+            result[section] = {"count": counted.count, "unread": counted.unread}
         return result
 
     # -- assignment -----------------------------------------------------------------------------------
-    async def assign(self, principal: Principal, conversation_id: str, *, agent_id: str | None = None,
-                     team_id: str | None = None, note: str | None = None) -> Conversation:
+    async def assign(
+        self,
+        principal: Principal,
+        conversation_id: str,
+        *,
+        agent_id: str | None = None,
+        team_id: str | None = None,
+        note: str | None = None,
+    ) -> Conversation:
         if not principal.is_agent or principal.agent is None:
             raise Forbidden("only agents assign conversations")
         async with self._conversation_lock(conversation_id):
-            conv = await self._assign(principal, conversation_id, agent_id=agent_id, team_id=team_id, note=note)
+            conv = await self._assign(
+                principal, conversation_id, agent_id=agent_id, team_id=team_id, note=note
+            )
         if conv.assignee_id is None:
             await self.drain_queue([conv.team_id])
         return conv
 
-    async def _assign(self, principal: Principal, conversation_id: str, *, agent_id: str | None,
-                      team_id: str | None, note: str | None) -> Conversation:
+    async def _assign(
+        self,
+        principal: Principal,
+        conversation_id: str,
+        *,
+        agent_id: str | None,
+        team_id: str | None,
+        note: str | None,
+    ) -> Conversation:
         me = principal.agent
         assert me is not None
         conv = await self.timeline.conversation_for(principal, conversation_id)
@@ -413,14 +490,19 @@ class ConversationService:
         conv.updated_at = utcnow()
         conv = await self.store.update_conversation(conv, expected_assignee=previous)
         if note and note.strip():
-            await self.timeline.note(conv, principal.author(), note.strip()[: self.settings.message_max_chars])
+            await self.timeline.note(
+                conv, principal.author(), note.strip()[: self.settings.message_max_chars]
+            )
         await self.timeline.system(conv, code, **params)
         extra = [Audience.team(old_team)] if old_team != conv.team_id else []
         if previous and previous != conv.assignee_id:
             extra.append(Audience.agent(previous))
         wire = await self.timeline.broadcast_conversation(conv, extra_agents=extra)
-        await self.fanout.emit("conversation.new", {"conversation": wire, "ring": True, "redirected": True,
-                                                    "note": (note or "").strip()}, notify)
+        await self.fanout.emit(
+            "conversation.new",
+            {"conversation": wire, "ring": True, "redirected": True, "note": (note or "").strip()},
+            notify,
+        )
         return conv
 
     # -- status ---------------------------------------------------------------------------------------
@@ -464,8 +546,9 @@ class ConversationService:
         payload = {"conversation_id": conv.id, "author": principal.author().to_wire(), "typing": bool(typing)}
         await self.fanout.emit("typing", payload, self.timeline.everyone(conv), skip_sid=principal.sid)
 
-    async def receipt(self, principal: Principal, conversation_id: str, *, delivered_seq: int = 0,
-                      read_seq: int = 0) -> Conversation:
+    async def receipt(
+        self, principal: Principal, conversation_id: str, *, delivered_seq: int = 0, read_seq: int = 0
+    ) -> Conversation:
         conv = await self.timeline.conversation_for(principal, conversation_id)
         side = "agent" if principal.is_agent else "customer"
         delivered_seq = min(delivered_seq, conv.last_seq)
@@ -480,7 +563,9 @@ class ConversationService:
         await self.fanout.emit("conversation.receipt", payload, self.timeline.everyone(conv))
         if side == "agent":
             wire = await self.timeline.wire(conv)
-            await self.fanout.emit("conversation.updated", {"conversation": wire}, self.timeline.agents_of(conv))
+            await self.fanout.emit(
+                "conversation.updated", {"conversation": wire}, self.timeline.agents_of(conv)
+            )
         return conv
 
     async def search(self, principal: Principal, q: str) -> list[dict[str, Any]]:
@@ -495,18 +580,22 @@ class ConversationService:
         else:
             team_ids = list(agent.team_ids)
         rows = await self.store.search_conversations(team_ids, q, include_notes=True)
-        return [await self.timeline.wire(c) for c in rows]
+        return await self.timeline.wire_many(rows)
 
-    async def search_textblocks(self, principal: Principal, q: str,
-                                conversation_id: str | None = None) -> list[dict[str, Any]]:
+    async def search_textblocks(
+        self, principal: Principal, q: str, conversation_id: str | None = None
+    ) -> list[dict[str, Any]]:
         if principal.agent is None:
             raise Forbidden("only agents use text blocks")
         language = None
         if conversation_id:
             conv = await self.timeline.conversation_for(principal, conversation_id)
             language = conv.language or None
-        blocks = [b for b in await self.store.list_textblocks()
-                  if b.team_id is None or principal.agent.is_admin or b.team_id in principal.agent.team_ids]
+        blocks = [
+            b
+            for b in await self.store.list_textblocks()
+            if b.team_id is None or principal.agent.is_admin or b.team_id in principal.agent.team_ids
+        ]
         found = textblocks.search(blocks, q, language=language or principal.agent.locale, limit=10)
         return [b.to_wire() for b in found]
 

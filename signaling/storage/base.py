@@ -62,6 +62,14 @@ class AppendResult:
     """The conversation after the append (``last_seq``, ``unread``, preview updated)."""
 
 
+@dataclass(frozen=True, slots=True)
+class ConversationCounts:
+    """What ``count_conversations`` returns: how many conversations match and their summed ``unread``."""
+
+    count: int
+    unread: int
+
+
 @dataclass(slots=True)
 class ConversationQuery:
     """Filters of ``list_conversations``; every field given must match.
@@ -124,6 +132,9 @@ class Store(Protocol):
 
     async def get_agent_by_email(self, email: str) -> Agent | None: ...
 
+    async def get_agents(self, agent_ids: list[str]) -> dict[str, Agent]:
+        """The agents of those ids that exist, by id (one round trip; unknown ids are left out)."""
+
     async def list_agents(self, team_id: str | None = None) -> list[Agent]:
         """Oldest first; with ``team_id``, only that team's members."""
 
@@ -146,6 +157,9 @@ class Store(Protocol):
 
     async def get_visitor(self, visitor_id: str) -> Visitor | None: ...
 
+    async def get_visitors(self, visitor_ids: list[str]) -> dict[str, Visitor]:
+        """The visitors of those ids that exist, by id (one round trip; unknown ids are left out)."""
+
     async def update_visitor(self, visitor: Visitor) -> Visitor: ...
 
     # -- conversations --------------------------------------------------------------------------------
@@ -163,6 +177,10 @@ class Store(Protocol):
         """
 
     async def list_conversations(self, query: ConversationQuery) -> list[Conversation]: ...
+
+    async def count_conversations(self, query: ConversationQuery) -> ConversationCounts:
+        """Over the rows ``list_conversations(query)`` would return (``limit`` and ``before`` included): how
+        many, and the sum of their ``unread``, without building the rows."""
 
     async def count_open_assigned(self, agent_ids: list[str]) -> dict[str, int]:
         """For each agent id: how many ``open`` conversations are assigned to it (0 included)."""

@@ -53,7 +53,14 @@ from signaling.domain.models import (
     Visitor,
 )
 from signaling.storage import redis_scripts as lua
-from signaling.storage.base import ANY, LIVE_REQUEST_STATES, AppendResult, ConversationQuery, _Any
+from signaling.storage.base import (
+    ANY,
+    LIVE_REQUEST_STATES,
+    AppendResult,
+    ConversationCounts,
+    ConversationQuery,
+    _Any,
+)
 from signaling.storage.redis_codec import (
     decode,
     decode_message,
@@ -376,6 +383,11 @@ class RedisStore:
         """The agent, or None."""
         return await self._get(_AGENT, agent_id)
 
+    async def get_agents(self, agent_ids: list[str]) -> dict[str, Agent]:
+        """The agents of those ids that exist, by id (one pipeline)."""
+        agents: list[Agent] = await self._get_many(_AGENT, list(dict.fromkeys(agent_ids)))
+        return {a.id: a for a in agents}
+
     async def get_agent_by_email(self, email: str) -> Agent | None:
         """The agent with that email (case-insensitive), or None."""
         agent_id = await self._read(lambda c: c.hget(self._k("agents", "unique"), fold(email)))
@@ -422,6 +434,11 @@ class RedisStore:
     async def get_visitor(self, visitor_id: str) -> Visitor | None:
         """The visitor, or None."""
         return await self._get(_VISITOR, visitor_id)
+
+    async def get_visitors(self, visitor_ids: list[str]) -> dict[str, Visitor]:
+        """The visitors of those ids that exist, by id (one pipeline)."""
+        visitors: list[Visitor] = await self._get_many(_VISITOR, list(dict.fromkeys(visitor_ids)))
+        return {v.id: v for v in visitors}
 
     async def update_visitor(self, visitor: Visitor) -> Visitor:
         """Replace the visitor's fields (``NotFound``)."""
@@ -562,6 +579,12 @@ class RedisStore:
                 break
         out.sort(key=lambda c: (micros(c.updated_at), c.id), reverse=True)
         return out[:limit]
+
+    async def count_conversations(self, query: ConversationQuery) -> ConversationCounts:
+        """How many conversations ``list_conversations(query)`` would return, and their summed ``unread``
+        (the same walk of the indexes; only the wire shapes are spared)."""
+        rows = await self.list_conversations(query)
+        return ConversationCounts(count=len(rows), unread=sum(c.unread for c in rows))
 
     async def count_open_assigned(self, agent_ids: list[str]) -> dict[str, int]:
         """For each agent id, its number of open assigned conversations (0 included)."""

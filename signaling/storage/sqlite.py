@@ -50,7 +50,7 @@ from signaling.storage import sqlite_ops as ops
 from signaling.storage import sqlite_ops_conversations as conversations
 from signaling.storage import sqlite_ops_directory as directory
 from signaling.storage import sqlite_schema as s
-from signaling.storage.base import ANY, AppendResult, ConversationQuery, _Any
+from signaling.storage.base import ANY, AppendResult, ConversationCounts, ConversationQuery, _Any
 from signaling.storage.sqlite_ops_conversations import PREVIEW_CHARS
 from signaling.storage.sqlite_worker import SqliteWorker, WorkerStats
 
@@ -175,6 +175,12 @@ class SqliteStore:
         """The agent, or None."""
         return await self._read(ops.get_one, "agents", agent_id, s.agent_from)
 
+    async def get_agents(self, agent_ids: list[str]) -> dict[str, Agent]:
+        """The agents of those ids that exist, by id."""
+        if not agent_ids:
+            return {}
+        return await self._read(ops.get_many, "agents", list(agent_ids), s.agent_from)
+
     async def get_agent_by_email(self, email: str) -> Agent | None:
         """The agent with that email (case-insensitive), or None."""
         return await self._read(directory.agent_by_email, email)
@@ -210,6 +216,12 @@ class SqliteStore:
     async def get_visitor(self, visitor_id: str) -> Visitor | None:
         """The visitor, or None."""
         return await self._read(ops.get_one, "visitors", visitor_id, s.visitor_from)
+
+    async def get_visitors(self, visitor_ids: list[str]) -> dict[str, Visitor]:
+        """The visitors of those ids that exist, by id."""
+        if not visitor_ids:
+            return {}
+        return await self._read(ops.get_many, "visitors", list(visitor_ids), s.visitor_from)
 
     async def update_visitor(self, visitor: Visitor) -> Visitor:
         """Replace the visitor's fields (``NotFound``)."""
@@ -253,6 +265,10 @@ class SqliteStore:
     async def list_conversations(self, query: ConversationQuery) -> list[Conversation]:
         """Filtered, newest activity first, after the ``before`` cursor."""
         return await self._read(conversations.list_conversations, query)
+
+    async def count_conversations(self, query: ConversationQuery) -> ConversationCounts:
+        """How many conversations ``list_conversations(query)`` would return, and their summed ``unread``."""
+        return await self._read(conversations.count_conversations, query)
 
     async def count_open_assigned(self, agent_ids: list[str]) -> dict[str, int]:
         """For each agent id, its number of open assigned conversations (0 included)."""

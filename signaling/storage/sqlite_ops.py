@@ -55,6 +55,17 @@ def must_get(conn: Conn, table: str, record_id: str, mapper: RowMapper[T]) -> T:
     return found
 
 
+def get_many(conn: Conn, table: str, record_ids: list[str], mapper: RowMapper[T]) -> dict[str, T]:
+    """The records of ``table`` with those ids that exist, mapped, by id."""
+    out: dict[str, T] = {}
+    unique = list(dict.fromkeys(record_ids))
+    for start in range(0, len(unique), 500):  # under SQLite's limit of bound parameters
+        chunk = unique[start : start + 500]
+        for row in conn.execute(f"SELECT * FROM {table} WHERE id IN ({placeholders(chunk)})", chunk):
+            out[row["id"]] = mapper(row)
+    return out
+
+
 def list_all(conn: Conn, table: str, mapper: RowMapper[T]) -> list[T]:
     """Every record of ``table``, oldest first."""
     return [mapper(r) for r in conn.execute(f"SELECT * FROM {table} ORDER BY created_at, rowid")]

@@ -15,7 +15,13 @@ from typing import Any
 from signaling.domain.errors import Conflict, Invalid, NotFound
 from signaling.domain.models import Conversation, Message, Request
 from signaling.storage import sqlite_schema as s
-from signaling.storage.base import LIVE_REQUEST_STATES, AppendResult, ConversationQuery, _Any
+from signaling.storage.base import (
+    LIVE_REQUEST_STATES,
+    AppendResult,
+    ConversationCounts,
+    ConversationQuery,
+    _Any,
+)
 from signaling.storage.sqlite_ops import Conn, insert, must_get, placeholders, replace
 
 PREVIEW_CHARS = 140
@@ -45,11 +51,30 @@ def update_conversation(conn: Conn, c: Conversation, expected_assignee: str | No
 
 def list_conversations(conn: Conn, q: ConversationQuery) -> list[Conversation]:
     """Conversations matching the query, newest activity first, after its cursor."""
+    found = _conversation_select(q, "*")
+    if found is None:
+        return []
+    sql, params = found
+    return [s.conversation_from(r) for r in conn.execute(sql, params)]
+
+
+def count_conversations(conn: Conn, q: ConversationQuery) -> ConversationCounts:
+    """How many conversations ``list_conversations`` would return, and their summed ``unread``."""
+    found = _conversation_select(q, "unread")
+    if found is None:
+        return ConversationCounts(count=0, unread=0)
+    sql, params = found
+    row = conn.execute(f"SELECT COUNT(*), COALESCE(SUM(unread), 0) FROM ({sql})", params).fetchone()
+    return ConversationCounts(count=int(row[0]), unread=int(row[1]))
+
+
+def _conversation_select(q: ConversationQuery, columns: str) -> tuple[str, list[Any]] | None:
+    """The ``SELECT`` of a conversation query (None: it matches nothing)."""
     where: list[str] = []
     params: list[Any] = []
     if q.team_ids is not None:
         if not q.team_ids:
-            return []
+            return None
         where.append(f"team_id IN ({placeholders(q.team_ids)})")
         params.extend(q.team_ids)
     if q.status is not None:
@@ -67,12 +92,12 @@ def list_conversations(conn: Conn, q: ConversationQuery) -> list[Conversation]:
         cursor_at, cursor_id = s.ts(q.before[0]), q.before[1]
         where.append("(updated_at < ? OR (updated_at = ? AND id < ?))")
         params.extend((cursor_at, cursor_at, cursor_id))
-    sql = "SELECT * FROM conversations"
+    sql = f"SELECT {columns} FROM conversations"
     if where:
         sql += " WHERE " + " AND ".join(where)
     sql += " ORDER BY updated_at DESC, id DESC LIMIT ?"
     params.append(max(0, q.limit))
-    return [s.conversation_from(r) for r in conn.execute(sql, params)]
+    return sql, params
 
 
 def count_open_assigned(conn: Conn, agent_ids: list[str]) -> dict[str, int]:
