@@ -189,7 +189,9 @@ export class Console {
     const conv = this.convs.get(id);
     if (conv && message.kind !== "note") {
       conv.last_message_at = message.created_at;
-      if (message.kind !== "system") conv.last_message_preview = (message.body || "").slice(0, 140);
+      // as the server keeps it: any kind but notes, a system message's code and params beside its English text
+      conv.last_message_preview = (message.body || "").slice(0, 140);
+      conv.last_message_system = message.kind === "system" && message.code ? { code: message.code, params: message.params || {} } : null;
       if (message.seq > (conv.last_seq || 0)) conv.last_seq = message.seq;
     }
     if (this.pane && this.pane.id === id) {

@@ -4,6 +4,23 @@ import { h, replace } from "../shared/dom.js";
 import { initials } from "../shared/render.js";
 import { longTime, systemText } from "../shared/i18n.js";
 
+/**
+ * The last message of `conv` in the reader's language: from the loaded timeline when there is one,
+ * else the server's preview, whose system messages (stored as English text) are rendered again from
+ * the `last_message_system` `{code, params}` the server sends with it.
+ */
+export function conversationPreview(app, conv) {
+  const model = app.models.get(conv.id);
+  if (model && model.loaded) {
+    const last = [...model.messages.values()].filter((m) => m.kind !== "note").sort((a, b) => b.seq - a.seq)[0];
+    if (last && last.kind === "system") return systemText(last, app.t);
+    if (last) return (last.attachment && last.attachment.name) || (last.article && last.article.title) || last.body || conv.last_message_preview;
+  }
+  const system = conv.last_message_system;
+  if (system && system.code) return systemText({ ...system, body: conv.last_message_preview }, app.t);
+  return conv.last_message_preview;
+}
+
 /** The sections, in order; their labels come from the catalogue (`section.<id>`). */
 export const SECTIONS = [
   { id: "unassigned" },
@@ -70,15 +87,9 @@ export class ConversationList {
     }
   }
 
-  /** The last message in the reader's language when the conversation is loaded (the server's preview
-   * of a system message is its English text), else the server's preview. */
+  /** The conversation's last message in the reader's language (see `conversationPreview`). */
   preview(conv) {
-    const model = this.app.models.get(conv.id);
-    if (!model || !model.loaded) return conv.last_message_preview;
-    const last = [...model.messages.values()].filter((m) => m.kind !== "note").sort((a, b) => b.seq - a.seq)[0];
-    if (!last) return conv.last_message_preview;
-    if (last.kind === "system") return systemText(last, this.app.t);
-    return (last.attachment && last.attachment.name) || (last.article && last.article.title) || last.body || conv.last_message_preview;
+    return conversationPreview(this.app, conv);
   }
 
   item(conv) {

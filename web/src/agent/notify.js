@@ -3,6 +3,7 @@
 // opened or someone else takes it.
 import { h, icon } from "../shared/dom.js";
 import { initials } from "../shared/render.js";
+import { conversationPreview } from "./list.js";
 
 export class Notifier {
   constructor(app) {
@@ -27,7 +28,7 @@ export class Notifier {
     const t = app.t;
     const name = app.visitorName(conv);
     const title = redirected ? t("notify.redirected") : t("notify.new");
-    const preview = note || conv.last_message_preview || conv.page_url || t("notify.waiting");
+    const preview = note || conversationPreview(app, conv) || conv.page_url || t("notify.waiting");
     const close = h("button", { type: "button", class: "iconbtn iconbtn--small toast__dismiss", "aria-label": t("notify.dismiss"),
       title: t("notify.dismiss"), on: { click: (e) => { e.stopPropagation(); this.stop(conv.id); } } }, icon("close", 14));
     const open = h("button", { type: "button", class: "toast__open", "aria-label": t("notify.open", { name }) + ". " + title + ": " + preview,
@@ -49,7 +50,7 @@ export class Notifier {
       const t = this.app.t;
       const n = new Notification(redirected ? t("notify.redirected") : t("notify.new"), {
         lang: t.lang,
-        body: this.app.visitorName(conv) + (conv.last_message_preview ? ": " + conv.last_message_preview : ""),
+        body: this.app.visitorName(conv) + (conv.last_message_preview ? ": " + conversationPreview(this.app, conv) : ""),
         tag: "conversation-" + conv.id,
         icon: "/favicon.svg",
         requireInteraction: true,
