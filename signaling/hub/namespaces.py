@@ -143,7 +143,7 @@ class HubNamespace(socketio.AsyncNamespace):
             textblock_id=P.string(p, "textblock_id", required=False),
             flow_answer=flow_answer,
         )
-        return {"message": message.to_wire()}
+        return {"message": self.services.timeline.message_wire(message)}
 
     async def conversation_sync(self, who: Principal, p: dict[str, Any]) -> dict[str, Any]:
         return await self.services.conversations.sync(

@@ -70,6 +70,8 @@ class Timeline:
     def __init__(self, store: Store, fanout: Fanout) -> None:
         self.store = store
         self.fanout = fanout
+        self._last_wire: tuple[Message, dict[str, Any]] | None = None
+        """The message :meth:`publish` built a wire shape for last, and that shape (see :meth:`message_wire`)."""
 
     # -- access ---------------------------------------------------------------------------------------
     @staticmethod
@@ -179,8 +181,19 @@ class Timeline:
             await self.publish(result.conversation, result.message, skip_sid=skip_sid)
         return result
 
+    def message_wire(self, message: Message) -> dict[str, Any]:
+        """``message.to_wire()``, reusing the shape :meth:`publish` built for this very object if it was the
+        last one published (the ack of ``message.send`` carries the same shape as its broadcast; the shape
+        is never mutated once built, and both are encoded to JSON straight away)."""
+        last = self._last_wire
+        if last is not None and last[0] is message:
+            return last[1]
+        return message.to_wire()
+
     async def publish(self, conv: Conversation, message: Message, skip_sid: str | None = None) -> None:
-        payload = {"message": message.to_wire()}
+        wire = message.to_wire()
+        self._last_wire = (message, wire)
+        payload = {"message": wire}
         if message.is_note:
             await self.fanout.emit("message.new", payload, self.agents_of(conv), skip_sid=skip_sid)
         else:
