@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import fractions
+import gc
 import json
 import os
 import platform
@@ -162,6 +163,9 @@ class StockRelayServer:
     def frames_out(self) -> int:
         return 0
 
+    def retransmissions(self) -> int:
+        return 0
+
     async def packets_out(self) -> int:
         return await _packets_sent(self.pcs[1:])
 
@@ -195,6 +199,14 @@ class ForwardServer:
             return 0
         return sum(s.track.stats.forwarded for p in session.peers.values() for s in p.slots)
 
+    def retransmissions(self) -> int:
+        """NACKs answered (``ForwardingSender.retransmissions``, found through the bound ``_retransmit``)."""
+        session = self.gateway.sessions.get("bench")
+        if session is None:
+            return 0
+        senders = [s.transceiver.sender for p in session.peers.values() for s in p.slots]
+        return sum(getattr(getattr(s._retransmit, "__self__", None), "retransmissions", 0) for s in senders)
+
     async def packets_out(self) -> int:
         session = self.gateway.sessions.get("bench")
         pcs = [p.pc for p in session.peers.values() if p.participant.kind == "customer"] if session else []
@@ -222,9 +234,25 @@ def system_seconds() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_stime
 
 
+class GcClock:
+    """Wall time spent in the cyclic garbage collector (``gc.callbacks``)."""
+
+    def __init__(self) -> None:
+        self.seconds = 0.0
+        self._started = 0.0
+        gc.callbacks.append(self._on_gc)
+
+    def _on_gc(self, phase: str, info: dict[str, Any]) -> None:
+        if phase == "start":
+            self._started = time.perf_counter()
+        else:
+            self.seconds += time.perf_counter() - self._started
+
+
 async def serve(mode: str) -> None:
     """JSON lines on stdin -> JSON lines on stdout."""
     server: Any = ForwardServer() if mode == "forward" else StockRelayServer()
+    gc_clock = GcClock()
     loop = asyncio.get_running_loop()
     reader = asyncio.StreamReader()
     await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
@@ -240,6 +268,8 @@ async def serve(mode: str) -> None:
                 "packets": await server.packets_out(),
                 "at": time.monotonic(),
                 "frames": server.frames_out(),
+                "gc": gc_clock.seconds,
+                "rtx": server.retransmissions(),
             }
         else:
             await server.close()
@@ -349,6 +379,8 @@ async def run_case(
         "server_fps_out_per_stream": round((last["frames"] - first["frames"]) / elapsed / subscribers, 1),
         "client_cpu_pct": round(100 * client_cpu / elapsed, 1),
         "server_kernel_share": round((last["sys"] - first["sys"]) / cpu, 2) if cpu else None,
+        "server_gc_share": round((last["gc"] - first["gc"]) / cpu, 3) if cpu else None,
+        "retransmissions_per_s": round((last["rtx"] - first["rtx"]) / elapsed, 1),
     }
 
 

@@ -13,15 +13,15 @@ globals: a test client in the same process still decodes normally) at four seams
    jitter buffer (its 4-frame prefetch would add 80 ms): a wrapper around ``_handle_rtp_packet``
    forwards each one as it arrives, with its RFC 6464 audio level, then lets aiortc do its usual
    bookkeeping (RTCP receiver reports, NACKs, RTX).
-2. **Sender** (:class:`ForwardingSender`). ``RTCRtpSender.send()`` starts ``self._run_rtp(codec)``,
-   which reads, encodes and packetises frames one ``RtpPacket`` object at a time; the instance gets its
-   own ``_run_rtp`` that reads a :class:`~rtc_server.media.forwarding.ForwardedTrack`, packetises the
-   encoded frame (VP8 payload descriptor with the sender's own picture id; Opus as is) and writes the
-   RTP headers directly (about half the CPU per packet), keeping the counters aiortc's RTCP sender
-   reports use, the ``__rtp_started``/``__rtp_exited`` events ``stop()`` waits for, and its own
-   history for ``_retransmit`` (NACK -> RTX). Each packet is protected with the DTLS transport's SRTP
-   session and written to the nominated ICE pair's socket directly (``_DirectRoute``; aiortc's
-   ``_send_rtp`` when the pair is a TURN relay or the transport is not connected). RTCP stays aiortc's.
+2. **Sender** (:class:`ForwardingSender`). ``RTCRtpSender.send()`` starts ``self._run_rtp(codec)``, a
+   task that awaits, encodes and packetises each frame and awaits four layers per ``RtpPacket``; the
+   instance gets its own ``_run_rtp`` that makes itself the sink of a
+   :class:`~rtc_server.media.forwarding.ForwardedTrack`: each queued frame is sent at once, with the
+   frame's shared payloads, through :mod:`rtc_server.media.rtp_fastpath` (headers written in place,
+   SRTP with the DTLS transport's own session, one GSO send per frame on a duplicate of the nominated
+   ICE pair's socket: ``_DirectRoute``), or through aiortc's ``_send_rtp`` on a TURN relay. It keeps
+   the counters of aiortc's RTCP sender reports, the ``__rtp_started``/``__rtp_exited`` events
+   ``stop()`` waits for, and a history for ``_retransmit`` (NACK -> RTX). RTCP stays aiortc's.
 3. **Keyframe requests**. ``RTCRtpSender._handle_rtcp_packet`` answers PLI/FIR with
    ``self._send_keyframe()``, which only sets an encoder flag; the instance gets a version that asks
    the track's publisher instead (:meth:`ReceiverTap.request_keyframe` sends the RTCP PLI through the
@@ -38,29 +38,36 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import struct
+import os
+import socket
 import threading
-import time
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 import aiortc
 from aioice.ice import StunProtocol
 from aiortc import RTCPeerConnection, RTCRtpReceiver, RTCRtpSender
-from aiortc.mediastreams import MediaStreamError
 from aiortc.rtcdtlstransport import State as DtlsState
 from aiortc.rtcicetransport import RTCIceTransport
-from aiortc.rtp import RTP_HISTORY_SIZE
 from aiortc.utils import random16, random32
 
 from rtc_server.media.forwarding import EncodedFrame, ForwardedTrack, is_vp8_keyframe
+from rtc_server.media.rtp_fastpath import MAX_PAYLOAD as MAX_PAYLOAD
+from rtc_server.media.rtp_fastpath import (
+    RtpHistory,
+    SrtpWriter,
+    frame_payloads,
+    header_extensions,
+    ntp_now,
+    rtp_packet,
+    rtx_packet,
+)
+from rtc_server.media.rtp_fastpath import packetize_vp8 as packetize_vp8
 
 log = logging.getLogger(__name__)
 
 SUPPORTED_AIORTC = "1.16.0"
-#: Largest RTP payload we produce (aiortc's own packetiser uses the same).
-MAX_PAYLOAD = 1300
-_VP8_DESCRIPTOR_SIZE = 4
 
 
 class UnsupportedAiortc(RuntimeError):
@@ -210,47 +217,17 @@ def _ignore(frame: EncodedFrame) -> None:
 # -- sender --------------------------------------------------------------------------------------
 
 
-def packetize_vp8(data: bytes, picture_id: int) -> list[bytes]:
-    """Split one VP8 frame into RTP payloads (RFC 7741): each starts with a 4-byte descriptor
-    (X=1, S=1 on the first, I=1 with a 15-bit picture id)."""
-    pid_hi = 0x80 | ((picture_id >> 8) & 0x7F)
-    pid_lo = picture_id & 0xFF
-    first = bytes((0x90, 0x80, pid_hi, pid_lo))
-    rest = bytes((0x80, 0x80, pid_hi, pid_lo))
-    step = MAX_PAYLOAD - _VP8_DESCRIPTOR_SIZE
-    if len(data) <= step:
-        return [first + data]
-    payloads = [first + data[:step]]
-    payloads.extend(rest + data[pos : pos + step] for pos in range(step, len(data), step))
-    return payloads
-
-
-_NTP_EPOCH_OFFSET = 2_208_988_800  # seconds from 1900-01-01 to 1970-01-01
-
-
-def _ntp_now() -> int:
-    """The wall clock as a 64-bit NTP timestamp (what ``aiortc.clock.current_ntp_time`` returns, without
-    building datetimes)."""
-    return int((time.time() + _NTP_EPOCH_OFFSET) * 4294967296.0)
-
-
 _MID_URI = "urn:ietf:params:rtp-hdrext:sdes:mid"
 _AUDIO_LEVEL_URI = "urn:ietf:params:rtp-hdrext:ssrc-audio-level"
-_RTP_HEADER = struct.Struct("!BBHII")
+#: Packets waiting for aiortc's own (awaited) send path, per sender, before the oldest are dropped.
+_BACKLOG = 256
 
 
 class ForwardingSender:
-    """Turns one server :class:`RTCRtpSender` into a forwarder of a :class:`ForwardedTrack`.
-
-    The sender's own RTP loop (``_run_rtp``: an ``RtpPacket`` object, two wall-clock reads, a generic
-    header-extension packer and a ``RtpPacket`` kept for NACKs, per packet) is replaced by one that
-    writes each RTP header with one ``struct.pack``, builds the header extensions (``mid``, and the audio
-    level on audio) once per frame, and keeps the serialized packets for retransmission
-    (``_retransmit``, RTX when negotiated). Everything else stays aiortc's: ``send()`` (wrapped only to
-    learn the negotiated extension ids), SRTP and ICE through ``transport._send_rtp``, the RTCP sender
-    reports (fed with the same counters), ``stop()``. The ``abs-send-time`` extension is not written:
-    the server does not adapt bitrates, and without it subscribers do not send it REMB feedback.
-    """
+    """Turns one server :class:`RTCRtpSender` into a forwarder of a :class:`ForwardedTrack` (seam 2 of
+    the module docstring). ``send()`` is wrapped only to learn the negotiated extension ids; RTCP and
+    ``stop()`` stay aiortc's. ``abs-send-time`` is not written: the server does not adapt bitrates, and
+    without it subscribers send it no REMB feedback."""
 
     def __init__(self, sender: RTCRtpSender, track: ForwardedTrack) -> None:
         if sender.kind != track.kind:
@@ -263,12 +240,20 @@ class ForwardingSender:
         self.packets = 0
         """RTP packets sent (retransmissions excluded)."""
         self.retransmissions = 0
-        self._history: dict[int, tuple[int, bytes, bytes]] = {}
+        self._history = RtpHistory()
         self._mid: bytes | None = None
         self._mid_id = 0
         self._level_id = 0
+        self._extensions: dict[int | None, bytes] = {}
         self._rtx_payload_type: int | None = None
         self._rtx_sequence = random16() % 32768
+        self._payload_type = 0
+        self._sequence = 0
+        self._origin = 0
+        self._route: _DirectRoute | None = None
+        self._ended: asyncio.Future[None] | None = None
+        self._backlog: deque[bytes] = deque(maxlen=_BACKLOG)
+        self._backlog_task: asyncio.Task[None] | None = None
         self._configured = False
         self._original_send = sender.send
         sender.replaceTrack(track)
@@ -292,94 +277,127 @@ class ForwardingSender:
                     self._rtx_payload_type = codec.payloadType
         await self._original_send(parameters)
 
-    def _extensions(self, audio_level: int | None) -> bytes:
-        """RFC 8285 one-byte header extensions of one frame (empty when none apply)."""
-        elements = b""
-        if self._mid_id and self._mid:
-            elements += bytes(((self._mid_id << 4) | (len(self._mid) - 1),)) + self._mid
-        if self._level_id and audio_level is not None:
-            elements += bytes(((self._level_id << 4), audio_level & 0x7F))
-        if not elements:
-            return b""
-        elements += b"\x00" * (-len(elements) % 4)
-        return b"\xbe\xde" + struct.pack("!H", len(elements) // 4) + elements
-
     async def _run_rtp(self, codec: Any) -> None:
         sender = self.sender
         sender._RTCRtpSender__rtp_started.set()  # type: ignore[attr-defined]
         track = self.track
-        video = track.kind == "video"
-        payload_type = codec.payloadType
-        ssrc = sender._ssrc
-        sequence = random16() % 32768
-        origin = random32()
-        picture_id = random16() & 0x7FFF
-        history = self._history
-        pack = _RTP_HEADER.pack
+        self._payload_type = codec.payloadType
+        self._history = RtpHistory(codec.payloadType, sender._ssrc)
+        self._sequence = random16() % 32768
+        self._origin = random32()
+        self._ended = ended = asyncio.get_running_loop().create_future()
         track.trim_backlog()
-        video_extensions: bytes | None = None
+        track.set_sink(self._drain)
         try:
-            while True:
-                frame = await track.recv()
-                if not sender._enabled:
-                    continue
-                if video:
-                    payloads = packetize_vp8(frame.data, picture_id)
-                    picture_id = (picture_id + 1) & 0x7FFF
-                    extensions = video_extensions
-                    if extensions is None:
-                        extensions = video_extensions = self._extensions(None)
-                else:
-                    payloads = [frame.data]
-                    extensions = self._extensions(frame.audio_level)
-                first = 0x90 if extensions else 0x80
-                timestamp = (origin + frame.timestamp) & 0xFFFFFFFF
-                last = len(payloads) - 1
-                route = _direct_route(sender.transport)
-                octets = 0
-                for index, payload in enumerate(payloads):
-                    second = payload_type | 0x80 if index == last else payload_type
-                    header = pack(first, second, sequence, timestamp, ssrc) + extensions
-                    history[sequence % RTP_HISTORY_SIZE] = (sequence, header, payload)
-                    if route is None:
-                        await sender.transport._send_rtp(header + payload)
-                    else:
-                        route.send(header + payload)
-                    octets += len(payload)
-                    sequence = (sequence + 1) & 0xFFFF
-                self.packets += len(payloads)
-                sender._RTCRtpSender__ntp_timestamp = _ntp_now()  # type: ignore[attr-defined]
-                sender._RTCRtpSender__rtp_timestamp = timestamp  # type: ignore[attr-defined]
-                sender._RTCRtpSender__octet_count += octets  # type: ignore[attr-defined]
-                sender._RTCRtpSender__packet_count += len(payloads)  # type: ignore[attr-defined]
-        except (asyncio.CancelledError, ConnectionError, MediaStreamError):
+            self._drain()
+            await ended
+        except asyncio.CancelledError:
             pass
-        except Exception:
-            log.exception("forwarding RTP loop failed")
         finally:
+            track.set_sink(None)
             track.stop()
+            self._drop_route()
+            if self._backlog_task is not None:
+                self._backlog_task.cancel()
             sender._RTCRtpSender__rtp_exited.set()  # type: ignore[attr-defined]
+
+    def _drain(self) -> None:
+        """The track's sink: send every queued frame now."""
+        ended = self._ended
+        if ended is None or ended.done():
+            return
+        track = self.track
+        item = track.take()
+        if item is None:  # nothing queued: the track ended (or a spurious call)
+            if track.readyState != "live":
+                ended.set_result(None)
+            return
+        try:
+            while item is not None:
+                if self.sender._enabled:
+                    self._send_frame(item[0], item[1])
+                item = track.take()
+        except ConnectionError:
+            ended.set_result(None)
+        except Exception:
+            log.exception("forwarding RTP failed")
+            ended.set_result(None)
+
+    def _send_frame(self, frame: EncodedFrame, timestamp: int) -> None:
+        sender = self.sender
+        payloads = frame_payloads(frame)
+        level = None if frame.kind == "video" else frame.audio_level
+        extensions = self._extensions.get(level)
+        if extensions is None:
+            extensions = header_extensions(self._mid_id, self._mid, self._level_id, level)
+            self._extensions[level] = extensions
+        timestamp = (self._origin + timestamp) & 0xFFFFFFFF
+        sequence = self._sequence
+        count = len(payloads)
+        ssrc = sender._ssrc
+        dtls: Any = sender.transport
+        route = self._route
+        if route is None or not route.usable(dtls):
+            route = self._reroute(dtls)
+        if route is not None:
+            sent = route.writer.send_frame(
+                self._payload_type, sequence, timestamp, ssrc, extensions, payloads
+            )
+            dtls._RTCDtlsTransport__tx_bytes += sent
+            dtls._RTCDtlsTransport__tx_packets += count
+        elif dtls._state is not DtlsState.CONNECTED:
+            raise ConnectionError("the DTLS transport is not connected")
+        else:
+            for index, payload in enumerate(payloads):
+                self._backlog.append(
+                    rtp_packet(
+                        self._payload_type,
+                        index == count - 1,
+                        (sequence + index) & 0xFFFF,
+                        timestamp,
+                        ssrc,
+                        extensions,
+                        payload,
+                    )  # fmt: skip
+                )
+            if self._backlog_task is None or self._backlog_task.done():
+                self._backlog_task = asyncio.ensure_future(self._send_backlog())
+        self._history.add(sequence, timestamp, extensions, payloads)
+        self._sequence = (sequence + count) & 0xFFFF
+        self.packets += count
+        sender._RTCRtpSender__ntp_timestamp = ntp_now()  # type: ignore[attr-defined]
+        sender._RTCRtpSender__rtp_timestamp = timestamp  # type: ignore[attr-defined]
+        sender._RTCRtpSender__octet_count += sum(map(len, payloads))  # type: ignore[attr-defined]
+        sender._RTCRtpSender__packet_count += count  # type: ignore[attr-defined]
+
+    async def _send_backlog(self) -> None:
+        """aiortc's own send path, in order (a TURN relay: its ``send_data`` is a coroutine)."""
+        backlog = self._backlog
+        try:
+            while backlog:
+                await self.sender.transport._send_rtp(backlog.popleft())
+        except ConnectionError:
+            backlog.clear()
+
+    def _reroute(self, dtls: Any) -> _DirectRoute | None:
+        self._drop_route()
+        self._route = _direct_route(dtls)
+        return self._route
+
+    def _drop_route(self) -> None:
+        if self._route is not None:
+            self._route.writer.close()
+            self._route = None
 
     async def _retransmit(self, sequence_number: int) -> None:
         """Answer a NACK from the history (RTX when negotiated, RFC 4588)."""
-        entry = self._history.get(sequence_number % RTP_HISTORY_SIZE)
-        if entry is None or entry[0] != sequence_number:
+        packet = self._history.get(sequence_number)
+        if packet is None:
             return
-        _, header, payload = entry
+        data = packet[0] + packet[1]
         if self._rtx_payload_type is not None:
-            marker = header[1] & 0x80
-            _, _, _, timestamp, _ = _RTP_HEADER.unpack_from(header)
-            rtx_header = _RTP_HEADER.pack(
-                header[0],
-                marker | self._rtx_payload_type,
-                self._rtx_sequence,
-                timestamp,
-                self.sender._rtx_ssrc,
-            )
-            data = rtx_header + header[_RTP_HEADER.size :] + struct.pack("!H", sequence_number) + payload
+            data = rtx_packet(data, self._rtx_payload_type, self._rtx_sequence, self.sender._rtx_ssrc)
             self._rtx_sequence = (self._rtx_sequence + 1) & 0xFFFF
-        else:
-            data = header + payload
         self.retransmissions += 1
         try:
             await self.sender.transport._send_rtp(data)
@@ -388,23 +406,26 @@ class ForwardingSender:
 
 
 class _DirectRoute:
-    """SRTP-protect and send one RTP packet synchronously on the nominated ICE pair: what
-    ``RTCDtlsTransport._send_rtp`` -> ``RTCIceTransport._send`` -> ``Connection.sendto`` ->
-    ``StunProtocol.send_data`` do, without the four coroutine layers (about 10% of the CPU per packet)."""
+    """The nominated plain-UDP ICE pair of a connected DTLS transport and an :class:`SrtpWriter` on a
+    duplicate of its socket: what ``RTCDtlsTransport._send_rtp`` -> ``RTCIceTransport._send`` ->
+    ``Connection.sendto`` -> ``StunProtocol.send_data`` do, without the four awaited layers."""
 
-    __slots__ = ("dtls", "protect", "sendto", "address")
+    __slots__ = ("dtls", "pair", "transport", "writer")
 
-    def __init__(self, dtls: Any, pair: Any) -> None:
+    def __init__(self, dtls: Any, pair: Any, transport: Any, writer: SrtpWriter) -> None:
         self.dtls = dtls
-        self.protect = dtls._tx_srtp.protect
-        self.sendto = pair.protocol.transport.sendto
-        self.address = pair.remote_addr
+        self.pair = pair
+        self.transport = transport
+        self.writer = writer
 
-    def send(self, data: bytes) -> None:
-        protected = self.protect(data)
-        self.sendto(protected, self.address)
-        self.dtls._RTCDtlsTransport__tx_bytes += len(protected)
-        self.dtls._RTCDtlsTransport__tx_packets += 1
+    def usable(self, dtls: Any) -> bool:
+        """Whether this is still ``dtls``'s route: connected, same pair, socket open."""
+        return (
+            dtls is self.dtls
+            and dtls._state is DtlsState.CONNECTED
+            and dtls.transport._connection._nominated.get(1) is self.pair
+            and not self.transport.is_closing()
+        )
 
 
 def _direct_route(dtls: Any) -> _DirectRoute | None:
@@ -413,9 +434,22 @@ def _direct_route(dtls: Any) -> _DirectRoute | None:
     if dtls._state is not DtlsState.CONNECTED:
         return None
     pair = dtls.transport._connection._nominated.get(1)
-    if pair is None or type(pair.protocol) is not StunProtocol or pair.protocol.transport is None:
+    if pair is None or type(pair.protocol) is not StunProtocol:
         return None
-    return _DirectRoute(dtls, pair)
+    transport = pair.protocol.transport
+    if transport is None or transport.is_closing():
+        return None
+    sock = transport.get_extra_info("socket")
+    if sock is None:
+        return None
+    fd = os.dup(sock.fileno())
+    try:
+        own = socket.socket(fileno=fd)
+    except OSError:
+        os.close(fd)
+        return None
+    own.setblocking(False)  # already so: the flag belongs to the shared open file
+    return _DirectRoute(dtls, pair, transport, SrtpWriter(dtls._tx_srtp, own, pair.remote_addr))
 
 
 def feed_sender(sender: RTCRtpSender, track: ForwardedTrack) -> ForwardingSender:

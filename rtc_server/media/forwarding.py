@@ -56,6 +56,12 @@ class EncodedFrame:
     """True for a VP8 keyframe; every audio frame counts as one."""
     audio_level: int | None = None
     """RFC 6464 audio level of the frame (0 = loudest, 127 = silence, i.e. ``-dBov``), if known."""
+    index: int = 0
+    """Position of the frame in its source (set by :meth:`TrackSource.deliver`): the VP8 picture id
+    of the forwarded frame derives from it, so every subscriber gets the same RTP payloads."""
+    rtp_payloads: list[bytes] | None = None
+    """The frame's RTP payloads, built by the first sender that sends it and shared by the others
+    (see :func:`rtc_server.media.rtp_fastpath.frame_payloads`)."""
 
 
 def is_vp8_keyframe(data: bytes) -> bool:
@@ -172,6 +178,7 @@ class TrackSource:
 
     def deliver(self, frame: EncodedFrame) -> None:
         """Hand one frame to every subscriber; never blocks."""
+        frame.index = self.frames
         self.frames += 1
         for track in self._subscribers:
             track.push(frame)
@@ -230,6 +237,7 @@ class ForwardedTrack(MediaStreamTrack):
         self._last_out: int | None = None
         self._last_out_at = 0.0
         self._on_first_frame = on_first_frame
+        self._sink: Callable[[], None] | None = None
         self.stats = ForwardStats()
 
     @property
@@ -276,6 +284,12 @@ class ForwardedTrack(MediaStreamTrack):
             queue.popleft()
             self.stats.dropped += 1
 
+    def set_sink(self, sink: Callable[[], None] | None) -> None:
+        """Have ``sink`` called, synchronously, whenever a frame is queued and when the track ends,
+        instead of waking :meth:`recv`: a sender that drains the queue with :meth:`take` right away
+        costs no task switch per frame. ``None`` goes back to :meth:`recv`."""
+        self._sink = sink
+
     def request_keyframe(self) -> None:
         """The subscriber lost picture data (PLI/FIR): ask the publisher for a keyframe."""
         if self._source is not None:
@@ -306,6 +320,9 @@ class ForwardedTrack(MediaStreamTrack):
             stats.dropped += 1
             queue.popleft()
         queue.append(frame)
+        if self._sink is not None:
+            self._sink()
+            return
         waiter = self._waiter
         if waiter is not None:
             self._waiter = None
@@ -320,7 +337,18 @@ class ForwardedTrack(MediaStreamTrack):
                 raise MediaStreamError
             self._waiter = asyncio.get_running_loop().create_future()
             await self._waiter
-        frame = queue.popleft()
+        frame, out = self._pop()
+        return EncodedFrame(frame.kind, frame.data, out, frame.keyframe, frame.audio_level, frame.index)
+
+    def take(self) -> tuple[EncodedFrame, int] | None:
+        """The next queued frame (as the source delivered it) and its outgoing timestamp, or ``None``
+        when the queue is empty; what :meth:`recv` returns, without waiting nor copying the frame."""
+        if not self._queue:
+            return None
+        return self._pop()
+
+    def _pop(self) -> tuple[EncodedFrame, int]:
+        frame = self._queue.popleft()
         now = time.monotonic()
         if self._offset is None:
             if self._last_out is None:
@@ -339,7 +367,7 @@ class ForwardedTrack(MediaStreamTrack):
                 callback()
             except Exception:
                 log.exception("first-frame callback failed")
-        return EncodedFrame(frame.kind, frame.data, out, frame.keyframe, frame.audio_level)
+        return frame, out
 
     def stop(self) -> None:
         """End the track for good: ``recv()`` raises :class:`MediaStreamError`."""
@@ -350,3 +378,5 @@ class ForwardedTrack(MediaStreamTrack):
             self._waiter = None
             if not waiter.done():
                 waiter.set_result(None)
+        if self._sink is not None:
+            self._sink()
