@@ -180,7 +180,8 @@ class HubNamespace(socketio.AsyncNamespace):
         return {}
 
     async def rtc_config(self, who: Principal, p: dict[str, Any]) -> dict[str, Any]:
-        return {"ice_servers": self.services.media.ice_servers()}
+        return {"ice_servers": self.services.media.ice_servers(),
+                "recordings": self.services.requests.settings.recordings}
 
     def guest_handlers(self) -> dict[str, Handler]:
         """All a conference guest (``/customer`` with a guest token) may call: media of their one request

@@ -21,7 +21,7 @@ import pytest
 from playwright.async_api import Browser, Page
 
 from tests.browser.conftest import SCREENSHOTS, agent_login, customer_start, new_page, screenshots_wanted
-from tests.conftest import RunningServer
+from tests.conftest import RunningServer, start_server
 
 pytestmark = pytest.mark.browser
 
@@ -322,3 +322,45 @@ async def test_a_reloaded_customer_page_rejoins_the_video_call(
     await customer.wait_for_selector(".wcall .call", state="detached")
     await actx.close()
     await cctx.close()
+
+
+async def test_a_recorded_video_call_says_so_on_both_pages(tmp_path: Any, browser: Browser) -> None:
+    """Recording with consent: on a server that records, the agent turns on Record and asks for a video
+    call; the customer's prompt says the session will be recorded; both call UIs show REC; after the
+    hang-up the agent's chip offers the recording, which the REST route serves as a WebM."""
+    srv = await start_server(tmp_path, recordings=True)
+    try:
+        actx, agent, cctx, customer = await chat(browser, srv, "Rosa Rec")
+        await agent.click(".reqbtn--rec")
+        await agent.wait_for_selector(".reqbtn--rec[aria-pressed=true]")
+        await agent.click(".reqbtn[data-kind=video]")
+        prompt = customer.locator(".prompt[data-kind=video] .prompt__text")
+        await prompt.wait_for()
+        assert "will be recorded" in await prompt.inner_text()
+        await customer.click(".prompt[data-kind=video] button[data-action=accept]")
+        await wait_media(agent, AGENT_CALL, videos=1, audios=1)
+        await wait_media(customer, CUSTOMER_CALL, videos=1, audios=1)
+        await agent.wait_for_selector(".calldock .call__rec:not([hidden])")
+        await customer.wait_for_selector(".wcall .call__rec:not([hidden])")
+        await agent.wait_for_selector(".reqchip[data-kind=video] .reqchip__rec")
+        await asyncio.sleep(1.0)
+        await agent.click(".calldock [data-action=hangup]")
+        await agent.wait_for_selector(
+            ".reqchip[data-kind=video][data-state=ended] [data-action=download-recording]"
+        )
+        rid = await agent.get_attribute(".reqchip[data-kind=video]", "data-id")
+        deadline = time.monotonic() + 20
+        while True:
+            status = await agent.evaluate(
+                "async (id) => (await fetch('/api/requests/' + id + '/recording', "
+                "{headers: {Authorization: 'Bearer ' + window.__console.token}})).status",
+                rid,
+            )
+            if status == 200:
+                break
+            assert status == 404 and time.monotonic() < deadline, status
+            await asyncio.sleep(0.3)
+        await actx.close()
+        await cctx.close()
+    finally:
+        await srv.runner.cleanup()

@@ -24,7 +24,51 @@ export class AgentCalls {
     app.hub.on("conference.invite", (payload) => this.onInvite(payload));
     this.onPageHide = () => this.leaveAll({ suspend: true });
     window.addEventListener("pagehide", this.onPageHide);
+    this.recordings = false; // the server allows recorded calls (rtc.config)
+    this.recordNext = false; // the agent's "Record" toggle
+    app.hub.call("rtc.config", {}).then((res) => {
+      this.recordings = !!(res && res.recordings);
+      if (this.recordings) this.refreshChips();
+    }, () => {});
     this.rejoin();
+  }
+
+  // -- recording -------------------------------------------------------------------------------------------
+  /** The "Record" toggle of the conversation's request buttons (only when the server records). */
+  recordToggle(open) {
+    if (!this.recordings) return null;
+    const label = this.s("record_label");
+    const btn = h("button", { class: ["reqbtn", "reqbtn--rec", this.recordNext && "is-on"], type: "button", title: label,
+      "aria-label": label, "aria-pressed": String(this.recordNext), disabled: !open, data: { action: "record" },
+      on: { click: () => {
+        this.recordNext = !this.recordNext;
+        btn.setAttribute("aria-pressed", String(this.recordNext));
+        btn.classList.toggle("is-on", this.recordNext);
+      } } }, h("span", { class: "reqbtn__rec", text: "REC" }));
+    return btn;
+  }
+
+  /** Whether a new request of `kind` asks to be recorded (the toggle is on; calls only). */
+  recordFor(kind) {
+    return this.recordings && this.recordNext && CALL_KINDS.has(kind);
+  }
+
+  /** Download the recording of an ended recorded request (agents of the conversation). */
+  async downloadRecording(request) {
+    const url = "/api/requests/" + encodeURIComponent(request.id) + "/recording";
+    try {
+      const res = await fetch(url, { headers: { Authorization: "Bearer " + this.app.token } });
+      if (res.status === 404) return toast(this.app, this.s("recording_not_ready"), "error");
+      if (!res.ok) throw new Error("HTTP " + res.status);
+      const blob = await res.blob();
+      const a = h("a", { href: URL.createObjectURL(blob), download: "recording-" + request.id + ".webm", hidden: true });
+      document.body.append(a);
+      a.click();
+      a.remove();
+      setTimeout(() => URL.revokeObjectURL(a.href), 60000);
+    } catch (err) {
+      toast(this.app, err.message, "error");
+    }
   }
 
   /** After a reload: join again the calls this tab was in, if their requests still live. */
@@ -157,12 +201,26 @@ export class AgentCalls {
   // -- request chips: "Join" for a live call this tab is not in -----------------------------------------
   decorate(request) {
     const pane = this.app.pane;
+    if (pane && pane.id === request.conversation_id && request.record) this.decorateRecorded(pane, request);
     if (!pane || pane.id !== request.conversation_id || !LIVE.has(request.state) || this.calls.has(request.id)) return;
     const chip = pane.requestsEl.querySelector(`.reqchip[data-id="${CSS.escape(request.id)}"]`);
     if (!chip || chip.querySelector("[data-action=join-call]")) return;
     const action = chip.querySelector("button");
     chip.insertBefore(h("button", { class: "btn btn--small btn--primary", type: "button", data: { action: "join-call" },
       on: { click: () => this.join(request) } }, this.s("join")), action);
+  }
+
+  /** A recorded request's chip: "REC" while it lives, "Download recording" once it ended. */
+  decorateRecorded(pane, request) {
+    const chip = pane.requestsEl.querySelector(`.reqchip[data-id="${CSS.escape(request.id)}"]`);
+    if (!chip) return;
+    if (!chip.querySelector(".reqchip__rec")) {
+      chip.insertBefore(h("span", { class: "reqchip__rec", title: this.s("recording"), text: "REC" }), chip.querySelector(".reqchip__kind"));
+    }
+    if (request.state === "ended" && !chip.querySelector("[data-action=download-recording]")) {
+      chip.insertBefore(h("button", { class: "btn btn--small", type: "button", data: { action: "download-recording" },
+        on: { click: () => this.downloadRecording(request) } }, this.s("download_recording")), chip.querySelector("button"));
+    }
   }
 
   refreshChips() {

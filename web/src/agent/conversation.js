@@ -106,7 +106,8 @@ export class ConversationPane {
           h("h2", { class: "conv__name", text: name }),
           h("div", { class: "conv__sub" }, sub))),
       h("div", { class: "conv__actions" },
-        h("div", { class: "reqbtns", role: "group", "aria-label": t("conv.requests") }, reqButtons),
+        h("div", { class: "reqbtns", role: "group", "aria-label": t("conv.requests") }, reqButtons,
+          this.app.calls ? this.app.calls.recordToggle(open) : null),
         h("span", { class: "divider", "aria-hidden": "true" }),
         assignee, assign, redirect, resolve,
         h("label", { class: "status-label" }, h("span", { text: t("conv.status") }), status)));
@@ -191,7 +192,9 @@ export class ConversationPane {
   // -- requests --------------------------------------------------------------------------------------
   async createRequest(kind) {
     try {
-      const res = await this.app.hub.call("request.create", { conversation_id: this.id, kind });
+      const payload = { conversation_id: this.id, kind };
+      if (this.app.calls && this.app.calls.recordFor(kind)) payload.record = true;
+      const res = await this.app.hub.call("request.create", payload);
       this.app.onRequest(res.request);
     } catch (err) {
       toast(this.app, errorText(this.app.t, err), "error");

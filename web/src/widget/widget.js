@@ -305,7 +305,7 @@ export class Widget {
     this.renderRequests();
     if (request.state === "pending" && (!prev || prev.state !== "pending")) {
       const agent = (this.model.conversation.assignee && this.model.conversation.assignee.name) || this.t("widget.agent");
-      this.announce.assertive(this.t("widget.prompt." + request.kind, { agent }));
+      this.announce.assertive(promptText(this.t, request, agent));
     }
     const handler = requestHandlers[request.kind];
     if (handler && handler.onUpdate) {
@@ -450,7 +450,8 @@ export class Widget {
       h("div", { class: "prompt__icon", "aria-hidden": "true" }, icon(KIND_ICONS[r.kind] || "cobrowse", 22)),
       h("div", { class: "prompt__main" },
         h("h3", { class: "prompt__title", id: "prompt-title-" + r.id, text: t("kind." + r.kind) }),
-        h("div", { class: "prompt__text", id: "prompt-text-" + r.id, text: t("widget.prompt." + r.kind, { agent }) }),
+        h("div", { class: "prompt__text", id: "prompt-text-" + r.id, text: promptText(t, r, agent) }),
+        r.record ? h("div", { class: "prompt__rec", text: "REC · " + t("widget.prompt.recorded") }) : null,
         h("div", { class: "prompt__actions" },
           h("button", { class: "wbtn wbtn--ghost", type: "button", data: { action: "decline" },
             on: { click: (e) => this.respond(r, false, e.currentTarget) } }, t("widget.decline")),
@@ -590,3 +591,9 @@ function t(widget, key, params) {
 }
 
 export { isLive };
+
+/** The consent prompt's text for `request`: what the agent asks, and that it is recorded when it is. */
+function promptText(t, request, agent) {
+  const text = t("widget.prompt." + request.kind, { agent });
+  return request.record ? text + " " + t("widget.prompt.recorded") : text;
+}

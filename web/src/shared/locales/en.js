@@ -302,6 +302,11 @@ export default {
   "call.reconnecting": "Reconnecting…",
   "call.peer_reconnecting": "{name} is reconnecting…",
   "call.recorded": "This call is being recorded",
+  "call.record": "Record",
+  "call.record_label": "Record the next call (the customer is told)",
+  "call.recording": "Recording",
+  "call.download_recording": "Download recording",
+  "call.recording_not_ready": "The recording is not ready yet.",
 
   // conference join page
   "join.title": "Join the conference call",
@@ -340,6 +345,7 @@ export default {
   "widget.prompt.desktop": "{agent} asks you to share your screen.",
   "widget.prompt.show_screen": "{agent} would like to show you their screen.",
   "widget.prompt.conference": "{agent} invites you to a conference call.",
+  "widget.prompt.recorded": "This session will be recorded. By accepting, you agree to the recording.",
   "widget.accept": "Accept",
   "widget.decline": "Decline",
   "widget.stop": "Stop",

@@ -304,6 +304,11 @@ export default {
   "call.reconnecting": "Reconnexion…",
   "call.peer_reconnecting": "{name} se reconnecte…",
   "call.recorded": "Cet appel est enregistré",
+  "call.record": "Enregistrer",
+  "call.record_label": "Enregistrer le prochain appel (le client en est informé)",
+  "call.recording": "Enregistrement",
+  "call.download_recording": "Télécharger l'enregistrement",
+  "call.recording_not_ready": "L'enregistrement n'est pas encore prêt.",
 
   // page de conférence
   "join.title": "Rejoindre la conférence",
@@ -342,6 +347,7 @@ export default {
   "widget.prompt.desktop": "{agent} vous demande de partager votre écran.",
   "widget.prompt.show_screen": "{agent} souhaite vous montrer son écran.",
   "widget.prompt.conference": "{agent} vous invite à une conférence téléphonique.",
+  "widget.prompt.recorded": "Cette session sera enregistrée. En acceptant, vous consentez à l'enregistrement.",
   "widget.accept": "Accepter",
   "widget.decline": "Refuser",
   "widget.stop": "Arrêter",
