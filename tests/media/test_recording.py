@@ -15,6 +15,7 @@ see the note.
 from __future__ import annotations
 
 import asyncio
+import fractions
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -23,8 +24,9 @@ import aiohttp
 import av
 import pytest
 
+from rtc_server.media.forwarding import EncodedFrame, TrackSource
 from rtc_server.media.gateway import AiortcMediaGateway
-from rtc_server.media.recording import recording_path, vp8_size
+from rtc_server.media.recording import Recorder, recording_path, vp8_size
 from signaling.services.ports import SessionSpec
 from tests.conftest import Client, Hub, RunningServer, start_server
 from tests.media.conftest import LOOPBACK, EventLog, Rig, SyntheticAudio, SyntheticVideo, wait_for
@@ -45,7 +47,7 @@ def streams_of(path: Path) -> list[tuple[str, int, int, int]]:
         with av.open(str(path)) as container:
             stream = container.streams[index]
             if kind == "video":
-                frames = list(container.decode(stream))
+                frames = [f for f in container.decode(stream) if isinstance(f, av.VideoFrame)]
                 sizes = {(f.width, f.height) for f in frames}
                 assert len(sizes) == 1, sizes
                 w, h = sizes.pop()
@@ -116,6 +118,29 @@ async def test_a_recorded_video_session_leaves_a_webm_with_both_sides(
     assert not any(p.name.endswith(".parts") for p in (tmp_path / "recordings").iterdir())
 
 
+async def test_a_publisher_who_reconnects_continues_their_streams(recording_rig: Rig, tmp_path: Path) -> None:
+    """In a recorded call the customer's peer drops and they offer again within the grace: the file
+    still has one stream per track (four), and the customer's video decodes across both connections."""
+    await pair(recording_rig, "rq_rejoin", record=True)
+    first = next(c for c in recording_rig.clients if c.participant.kind == "customer")
+    await first.close()
+    await wait_for(lambda: bool(recording_rig.log.of("reconnecting")), 10)
+    again = recording_rig.client("rq_rejoin", "customer", "c1")
+    again.send(SyntheticAudio())
+    again.send(SyntheticVideo(256, 192))
+    await again.connect()
+    agent = next(c for c in recording_rig.clients if c.participant.kind == "agent")
+    before = sum(r.frames for r in agent.video_readers())
+    await wait_for(lambda: sum(r.frames for r in agent.video_readers()) > before + 30, 15)
+    await recording_rig.gateway.close_session("rq_rejoin", "ended")
+    await wait_for(lambda: bool(recording_rig.log.of("recording")), 15)
+    assert len(recording_rig.log.of("recording")[0].data["tracks"]) == 4
+    streams = await asyncio.to_thread(streams_of, recording_path(tmp_path / "recordings", "rq_rejoin"))
+    assert len(streams) == 4
+    customer_video = [n for kind, w, h, n in streams if kind == "video" and (w, h) == (256, 192)]
+    assert customer_video and customer_video[0] > 60
+
+
 async def test_an_unrecorded_session_writes_nothing(recording_rig: Rig, tmp_path: Path) -> None:
     """Without ``record`` the session writes no file and reports no ``recording``."""
     await pair(recording_rig, "rq_plain", record=False)
@@ -123,6 +148,51 @@ async def test_an_unrecorded_session_writes_nothing(recording_rig: Rig, tmp_path
     await asyncio.sleep(0.3)
     assert not recording_rig.log.of("recording")
     assert not (tmp_path / "recordings").exists() or not any((tmp_path / "recordings").iterdir())
+
+
+def vp8_frames(count: int, gop: int) -> list[tuple[bytes, bool]]:
+    """``count`` encoded 160x120 VP8 frames, a keyframe every ``gop``."""
+    encoder = av.CodecContext.create("libvpx", "w")
+    encoder.width, encoder.height, encoder.pix_fmt = 160, 120, "yuv420p"  # type: ignore[attr-defined]
+    encoder.time_base = fractions.Fraction(1, 30)
+    encoder.gop_size = gop  # type: ignore[attr-defined]
+    out: list[tuple[bytes, bool]] = []
+    for i in range(count):
+        frame = av.VideoFrame(160, 120, "yuv420p")
+        for plane in frame.planes:
+            plane.update(bytes([(i * 7) % 256]) * plane.buffer_size)
+        frame.pts = i
+        out.extend((bytes(p), p.is_keyframe) for p in encoder.encode(frame))  # type: ignore[attr-defined]
+    return out
+
+
+async def test_a_writer_that_falls_behind_drops_to_the_next_keyframe(tmp_path: Path) -> None:
+    """Frames pushed much faster than the writer thread writes, into a queue of 4: frames are dropped
+    (the forwarding side never waits), the publisher is asked for a keyframe, and every frame in the
+    file decodes (after a drop the video resumes at a keyframe)."""
+    frames = await asyncio.to_thread(vp8_frames, 400, 10)
+    source = TrackSource("video", "customer:c1", pli_interval=0.01)
+    asked: list[int] = []
+    source.set_keyframe_requester(lambda: asked.append(1))
+    recorder = Recorder(tmp_path, "rq_slow", max_frames=4)
+    recorder.sync([("customer:c1", source)])
+    for i, (data, key) in enumerate(frames):
+        source.deliver(EncodedFrame("video", data, i * 3000, key))
+        if i % 50 == 49:
+            await asyncio.sleep(0.02)  # the writer drains some; the loop never waits for it
+    await asyncio.sleep(0.05)  # the throttled trailing keyframe request
+    result = await recorder.finish()
+    assert result is not None and recorder.dropped > 0 and len(asked) >= 2  # attach + a drop
+
+    def decode() -> tuple[int, int]:
+        with av.open(str(result.path)) as container:
+            packets = [p for p in container.demux(video=0) if p.size]
+            decoder = av.CodecContext.create("vp8", "r")
+            decoded = sum(len(decoder.decode(p)) for p in packets)
+            return len(packets), decoded
+
+    packets, decoded = await asyncio.to_thread(decode)
+    assert 0 < packets < len(frames) and decoded == packets
 
 
 # -- end to end ----------------------------------------------------------------------------------------
