@@ -144,6 +144,11 @@ SCHEMAS: dict[str, Json] = {
         receipts={"type": "object"},
         last_message_at=NTIME,
         last_message_preview={"type": "string", "description": "Agents only."},
+        last_message_system={
+            "oneOf": [obj(["code", "params"], code=STR, params={"type": "object"}), {"type": "null"}],
+            "description": "Agents only: `{code, params}` of the system message the preview was made from "
+            "(its English text), so that clients render the preview in their language; null otherwise.",
+        },
     ),
     "Message": obj(
         ["id", "conversation_id", "seq", "client_id", "author", "kind", "body", "created_at"],
