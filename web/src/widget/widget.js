@@ -366,10 +366,11 @@ export class Widget {
     this.launcher.setAttribute("aria-label", this.isOpen ? t("widget.close") : unread ? t.plural("widget.open_unread", unread) : t("widget.open"));
   }
 
-  showStatus({ online, reconnect }) {
+  showStatus({ online, reconnect, retrying }) {
     clearTimeout(this.statusTimer);
     if (!online) {
-      if (!this.hub || !this.hub.everConnected) return;
+      // before the first connection only a retry the server asked for (rate limited) is worth saying
+      if (!this.hub || (!this.hub.everConnected && !retrying)) return;
       this.statusEl.textContent = this.t("reconnecting");
       this.statusEl.className = "wstatus wstatus--offline";
       this.statusEl.hidden = false;
