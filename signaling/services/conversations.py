@@ -247,7 +247,8 @@ class ConversationService:
         textblock_id: str | None = None,
         flow_answer: dict[str, Any] | None = None,
     ) -> Message:
-        conv = await self.timeline.conversation_for(principal, conversation_id)
+        # Below, ``conv`` serves for its id and visitor only (for a customer it may be a remembered copy).
+        conv = await self.timeline.conversation_to_append(principal, conversation_id)
         allowed = AGENT_KINDS if principal.is_agent else CUSTOMER_KINDS
         if kind not in allowed:
             raise Invalid(f"kind {kind!r} cannot be sent here", field="kind")
@@ -293,8 +294,8 @@ class ConversationService:
             data["flow_answer"] = await self._flow_answer(conv, flow_answer, body)
             body = data["flow_answer"]["answer"]
         message = self._message(principal, conv, kind, body, client_id, data)
-        reopen = principal.is_customer and conv.status == "done"
         result = await self.timeline.append(message, skip_sid=None)
+        reopen = principal.is_customer and result.conversation.status == "done"  # appends keep the status
         stored = result.message
         if result.created is False and (
             stored.author.kind != principal.kind or stored.author.id != principal.id or stored.is_note

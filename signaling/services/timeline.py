@@ -12,6 +12,9 @@ from signaling.services.fanout import Audience, Fanout
 from signaling.services.principal import Principal
 from signaling.storage.base import AppendResult, Store
 
+OWNED_CACHE_SIZE = 50_000
+"""Conversations remembered per node as "this visitor's" (oldest entries go first)."""
+
 SYSTEM_AUTHOR = Author(kind="system", id="system", name="")
 
 #: English renderings of system message codes; clients render ``code`` + ``params`` in their language.
@@ -70,6 +73,8 @@ class Timeline:
     def __init__(self, store: Store, fanout: Fanout) -> None:
         self.store = store
         self.fanout = fanout
+        self._owned: dict[str, Conversation] = {}
+        """Conversations a customer was let into, by id (see :meth:`conversation_to_append`)."""
         self._last_wire: tuple[Message, dict[str, Any]] | None = None
         """The message :meth:`publish` built a wire shape for last, and that shape (see :meth:`message_wire`)."""
 
@@ -86,6 +91,25 @@ class Timeline:
         conv = await self.store.get_conversation(conversation_id)
         if conv is None or not self.may_access(principal, conv):
             raise NotFound("no such conversation")
+        return conv
+
+    async def conversation_to_append(self, principal: Principal, conversation_id: str) -> Conversation:
+        """:meth:`conversation_for`, for a caller about to append: a customer's own conversation seen before
+        is recognised without a store read (a conversation's visitor never changes, and the append itself
+        fails with ``not_found`` if the conversation is gone). The conversation returned may then be stale
+        in its other fields (status, team, assignee, counters): use only ``id`` and ``visitor_id``, and take
+        the rest from the append's result. Agents always get a fresh read (their access may change)."""
+        visitor = principal.visitor
+        if visitor is None or principal.agent is not None:
+            return await self.conversation_for(principal, conversation_id)
+        known = self._owned.get(conversation_id)
+        if known is not None and known.visitor_id == visitor.id:
+            return known
+        conv = await self.conversation_for(principal, conversation_id)
+        owned = self._owned
+        if len(owned) >= OWNED_CACHE_SIZE:
+            del owned[next(iter(owned))]
+        owned[conv.id] = conv
         return conv
 
     # -- audiences ------------------------------------------------------------------------------------
