@@ -324,6 +324,38 @@ async def test_a_reloaded_customer_page_rejoins_the_video_call(
     await cctx.close()
 
 
+async def test_a_reloaded_console_rejoins_the_agents_video_call(
+    server: RunningServer, browser: Browser
+) -> None:
+    """Rejoin grace, agent side: the agent who asked reloads the console mid-call; the console (still
+    signed in) finds the request live, joins again by itself, and both pages decode each other's video
+    again; the request never left ``active``."""
+    actx, agent, cctx, customer = await chat(browser, server, "Rick Reload")
+    await ask_and_accept(agent, customer, "video")
+    await wait_media(agent, AGENT_CALL, videos=1, audios=1)
+    await wait_media(customer, CUSTOMER_CALL, videos=1, audios=1)
+    await agent.wait_for_selector(".reqchip[data-kind=video][data-state=active]")
+    before = max(v["framesDecoded"] for v in (await stats(customer, CUSTOMER_CALL) or {"video": []})["video"])
+    await agent.reload()
+    a = await wait_media(agent, AGENT_CALL, videos=1, audios=1, timeout=30)
+    assert a["video"][0]["frameWidth"] == 640
+    deadline = time.monotonic() + 20
+    while True:
+        c = await stats(customer, CUSTOMER_CALL)
+        if c and c["video"] and max(v["framesDecoded"] for v in c["video"]) > before + 30:
+            break
+        assert time.monotonic() < deadline, f"the customer decodes no new frames: {c}"
+        await asyncio.sleep(0.2)
+    states = await customer.evaluate(
+        "() => [...window.__rtcEngageWidget.model.requests.values()].map((r) => r.state)"
+    )
+    assert states == ["active"], states
+    await customer.click(".wcall [data-action=hangup]")
+    await agent.wait_for_selector(".calldock .call", state="detached")
+    await actx.close()
+    await cctx.close()
+
+
 async def test_a_recorded_video_call_says_so_on_both_pages(tmp_path: Any, browser: Browser) -> None:
     """Recording with consent: on a server that records, the agent turns on Record and asks for a video
     call; the customer's prompt says the session will be recorded; both call UIs show REC; after the
