@@ -399,8 +399,14 @@ class ForwardingSender:
             data = rtx_packet(data, self._rtx_payload_type, self._rtx_sequence, self.sender._rtx_ssrc)
             self._rtx_sequence = (self._rtx_sequence + 1) & 0xFFFF
         self.retransmissions += 1
+        dtls: Any = self.sender.transport
+        route = self._route
+        if route is not None and route.usable(dtls):
+            dtls._RTCDtlsTransport__tx_bytes += route.writer.send_packet(data)
+            dtls._RTCDtlsTransport__tx_packets += 1
+            return
         try:
-            await self.sender.transport._send_rtp(data)
+            await dtls._send_rtp(data)
         except ConnectionError:
             pass
 

@@ -24,7 +24,6 @@ import socket
 import struct
 import sys
 import time
-from collections import deque
 from collections.abc import Iterator
 from typing import Any
 
@@ -35,8 +34,8 @@ from rtc_server.media.forwarding import EncodedFrame
 
 #: Largest RTP payload we produce (aiortc's own packetiser uses the same).
 MAX_PAYLOAD = 1300
-#: Frames kept for retransmission (at least aiortc's ``RTP_HISTORY_SIZE`` of 128 packets).
-HISTORY_SIZE = 128
+#: Packets kept for retransmission (aiortc keeps 128); a power of two dividing 65536.
+HISTORY_SIZE = 512
 _VP8_DESCRIPTOR_SIZE = 4
 _RTP_HEADER = struct.Struct("!BBHII")
 #: ``UDP_SEGMENT`` (linux/udp.h): the socket option of UDP GSO (Linux 4.18+).
@@ -131,38 +130,49 @@ def ntp_now() -> int:
 
 
 class RtpHistory:
-    """The packets of the last :data:`HISTORY_SIZE` frames one sender sent, for NACKs: one entry per
-    frame ``(first sequence, timestamp, extensions, payloads)`` (the payloads are the frame's shared
-    ones), so recording a frame costs one tuple whatever its packet count; a lookup walks the frames,
-    newest first (NACKs are rare)."""
+    """The last :data:`HISTORY_SIZE` packets one sender sent, for NACKs, found in constant time (a NACK
+    storm must stay cheap): slot ``sequence % HISTORY_SIZE`` points at the entry of the packet's frame
+    ``(first sequence, timestamp, extensions, payloads)`` (the frame's shared payloads), so recording a
+    frame costs one tuple and one slice assignment, whatever its packet count."""
 
     def __init__(self, payload_type: int = 0, ssrc: int = 0) -> None:
         self.payload_type = payload_type
         self.ssrc = ssrc
-        self._frames: deque[tuple[int, int, bytes, list[bytes]]] = deque(maxlen=HISTORY_SIZE)
+        self._slots: list[tuple[int, int, bytes, list[bytes]] | None] = [None] * HISTORY_SIZE
 
     def add(self, first_sequence: int, timestamp: int, extensions: bytes, payloads: list[bytes]) -> None:
         """Record the packets of one frame, sent from ``first_sequence`` on."""
-        self._frames.append((first_sequence, timestamp, extensions, payloads))
+        entry = (first_sequence, timestamp, extensions, payloads)
+        count = min(len(payloads), HISTORY_SIZE)
+        start = (first_sequence + len(payloads) - count) % HISTORY_SIZE
+        end = start + count
+        slots = self._slots
+        if end <= HISTORY_SIZE:
+            slots[start:end] = [entry] * count
+        else:
+            slots[start:] = [entry] * (HISTORY_SIZE - start)
+            slots[: end - HISTORY_SIZE] = [entry] * (end - HISTORY_SIZE)
 
     def get(self, sequence: int) -> tuple[bytes, bytes] | None:
         """The RTP packet sent with ``sequence`` as ``(header with extensions, payload)``, if still
         held."""
-        for first, timestamp, extensions, payloads in reversed(self._frames):
-            offset = (sequence - first) & 0xFFFF
-            if offset < len(payloads):
-                marker = offset == len(payloads) - 1
-                second = self.payload_type | 0x80 if marker else self.payload_type
-                first_byte = 0x90 if extensions else 0x80
-                header = _RTP_HEADER.pack(first_byte, second, sequence, timestamp, self.ssrc) + extensions
-                return header, payloads[offset]
-        return None
+        entry = self._slots[sequence % HISTORY_SIZE]
+        if entry is None:
+            return None
+        first, timestamp, extensions, payloads = entry
+        offset = (sequence - first) & 0xFFFF
+        if offset >= len(payloads):
+            return None
+        second = self.payload_type | 0x80 if offset == len(payloads) - 1 else self.payload_type
+        first_byte = 0x90 if extensions else 0x80
+        header = _RTP_HEADER.pack(first_byte, second, sequence, timestamp, self.ssrc) + extensions
+        return header, payloads[offset]
 
     def values(self) -> Iterator[tuple[int, bytes, bytes]]:
-        """``(sequence, header with extensions, payload)`` of every packet held, oldest first."""
-        for first, _timestamp, _extensions, payloads in list(self._frames):
-            for offset in range(len(payloads)):
-                sequence = (first + offset) & 0xFFFF
+        """``(sequence, header with extensions, payload)`` of every packet held, in slot order."""
+        for slot, entry in enumerate(self._slots):
+            if entry is not None:
+                sequence = (entry[0] + (slot - entry[0]) % HISTORY_SIZE) & 0xFFFF
                 packet = self.get(sequence)
                 if packet is not None:
                     yield sequence, packet[0], packet[1]
@@ -249,6 +259,16 @@ class SrtpWriter:
         if count:
             sent += self._flush(start, offset, segment, count)
         return sent
+
+    def send_packet(self, packet: bytes) -> int:
+        """Protect and send one serialized RTP packet (a retransmission); returns the bytes sent."""
+        size = len(packet)
+        self._buffer[0:size] = packet
+        self._length[0] = size
+        status = lib.srtp_protect(self._srtp, self._cdata, self._length)
+        if status:
+            raise SrtpError(f"srtp_protect failed ({status})")
+        return self._sendto(self._view[: self._length[0]], 1)
 
     def _flush(self, start: int, end: int, segment: int, count: int) -> int:
         if count == 1:

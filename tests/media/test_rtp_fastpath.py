@@ -146,29 +146,40 @@ def test_audio_packets_carry_the_level(sessions: tuple[Session, Session], receiv
 
 
 def test_history_rebuilds_sent_packets_for_nacks() -> None:
-    """A NACKed sequence number gives back the packet that was sent (across the 16-bit wrap); the
-    history holds the last HISTORY_SIZE frames and nothing else."""
+    """A NACKed sequence number gives back the packet that was sent (across the 16-bit wrap) for the
+    last HISTORY_SIZE packets, and nothing for older or unsent ones."""
     history = RtpHistory(PAYLOAD_TYPE, SSRC)
     extensions = header_extensions(MID_ID, MID.encode(), 0, None)
-    sequence = 65534
-    frames = []
-    for index in range(HISTORY_SIZE + 3):
+    sequence = 65000
+    sent: dict[int, bytes] = {}
+    for index in range(2 * HISTORY_SIZE // 3):
         payloads = frame_payloads(vp8_frame(3000, index))
         history.add(sequence, 3000 * index, extensions, payloads)
-        frames.append((sequence, 3000 * index, payloads))
+        for offset, packet in enumerate(aiortc_packets(payloads, sequence, 3000 * index)):
+            sent[(sequence + offset) & 0xFFFF] = packet
         sequence = (sequence + len(payloads)) & 0xFFFF
-    oldest_kept = frames[3]
-    newest = frames[-1]
-    for first, timestamp, payloads in (oldest_kept, newest):
-        expected = aiortc_packets(payloads, first, timestamp)
-        for index in range(len(payloads)):
-            packet = history.get((first + index) & 0xFFFF)
-            assert packet is not None and packet[0] + packet[1] == expected[index]
-    assert history.get(frames[2][0]) is None
+    order = list(sent)
+    for number in order[-HISTORY_SIZE:]:
+        packet = history.get(number)
+        assert packet is not None and packet[0] + packet[1] == sent[number]
+    assert all(history.get(number) is None for number in order[: -HISTORY_SIZE - 2])
     assert history.get(sequence) is None  # not sent yet
-    held = list(history.values())
-    assert len(held) == sum(len(p) for _, _, p in frames[3:])
-    assert held[-1][0] == (sequence - 1) & 0xFFFF
+    held = sorted(history.values(), key=lambda item: order.index(item[0]))
+    assert [item[0] for item in held] == order[-HISTORY_SIZE:]
+
+
+async def test_retransmission_leaves_on_the_writer(
+    sessions: tuple[Session, Session], receiver: socket.socket
+) -> None:
+    """A retransmitted packet (as the NACK handler sends it) unprotects to the packet given."""
+    outbound, inbound = sessions
+    packet = aiortc_packets([b"\x90\x80\x80\x01" + bytes(500)], 9, 1234)[0]
+    writer = SrtpWriter(outbound, sending_socket(), receiver.getsockname())
+    try:
+        assert writer.send_packet(packet) > len(packet)
+        assert inbound.unprotect(receiver.recv(2048)) == packet
+    finally:
+        writer.close()
 
 
 def test_a_frame_is_packetised_once_for_every_subscriber() -> None:
