@@ -122,6 +122,7 @@ export class AgentCalls {
       role: "agent",
       lang: app.t.lang,
       selfName: app.me.name,
+      selfId: app.me.id,
       remoteName: request.kind === "conference" ? "" : app.visitorName(conv),
       // someone else's call (a colleague's video call, a supervisor): join without taking it over
       extra: request.kind !== "conference" && request.requested_by !== app.me.id,

@@ -277,7 +277,7 @@ export function callIcon(name, size = 20) {
  * `remoteName` (the other side of a 1:1 call), `extra` (an agent joining someone else's 1:1 call: all it
  * receives comes on senders the server adds and names, and Hang up only leaves), `onHangup(call)` (what
  * Hang up does; default: `rtc.leave` in a conference or for an extra agent, else `request.end`),
- * `onEnded(call, reason)`, `onPeerGone(call)` (our connection dropped and could not be made again),
+ * `selfId` (our participant id: events about ourselves are not shown), `onEnded(call, reason)`, `onPeerGone(call)` (our connection dropped and could not be made again),
  * `onShareRefused(call)`, `extras(call, btn)` (more buttons).
  *
  * Reconnecting: when this page's connection fails or closes while the call goes on, it connects again
@@ -387,7 +387,7 @@ export class Call {
 
   /** `rtc.participant` of this call: "Reconnecting…" while someone else is away. */
   onParticipant({ type, participant }) {
-    if (!participant) return;
+    if (!participant || (this.selfId && participant.id === this.selfId)) return; // not about ourselves
     this.away = this.away || new Map();
     const key = participant.kind + ":" + participant.id;
     if (type === "reconnecting") this.away.set(key, participant.name || "");

@@ -80,6 +80,7 @@ class WidgetCalls {
       role: "customer",
       lang: w.t.lang,
       selfName: (w.visitor && w.visitor.name) || "",
+      selfId: w.visitor && w.visitor.id,
       remoteName: request.kind === "conference" ? "" : (conv.assignee && conv.assignee.name) || w.t("widget.agent"),
       onEnded: (c, reason) => {
         this.calls.delete(request.id);
