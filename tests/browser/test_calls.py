@@ -356,6 +356,29 @@ async def test_a_reloaded_console_rejoins_the_agents_video_call(
     await cctx.close()
 
 
+async def test_a_customer_who_leaves_for_good_is_reconnecting_then_the_call_ends(
+    tmp_path: Any, browser: Browser
+) -> None:
+    """The customer's page goes away for good (its tab is closed) on a server with a 3 s rejoin grace:
+    the agent's call shows that the customer is reconnecting, then the request ends (``peer_dropped``)
+    and the agent's call UI goes away."""
+    srv = await start_server(tmp_path, media_rejoin_grace_s=3.0)
+    try:
+        actx, agent, cctx, customer = await chat(browser, srv, "Gus Gone")
+        await ask_and_accept(agent, customer, "video")
+        await wait_media(agent, AGENT_CALL, videos=1, audios=1)
+        await agent.wait_for_selector(".reqchip[data-kind=video][data-state=active]")
+        await cctx.close()
+        away = agent.locator(".calldock .call__away:not([hidden])")
+        await away.wait_for(timeout=20000)
+        assert "Gus Gone is reconnecting" in await away.inner_text()
+        await agent.wait_for_selector(".reqchip[data-kind=video][data-state=ended]", timeout=20000)
+        await agent.wait_for_selector(".calldock .call", state="detached")
+        await actx.close()
+    finally:
+        await srv.runner.cleanup()
+
+
 async def test_a_recorded_video_call_says_so_on_both_pages(tmp_path: Any, browser: Browser) -> None:
     """Recording with consent: on a server that records, the agent turns on Record and asks for a video
     call; the customer's prompt says the session will be recorded; both call UIs show REC; after the
