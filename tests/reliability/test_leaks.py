@@ -65,7 +65,8 @@ async def call(
 
 @pytest.fixture
 async def rig(tmp_path: Path) -> AsyncIterator[Rig]:
-    server = ServerProcess.probe(tmp_path / "data")
+    # a short rejoin grace: a peer the client closes ends its call within the round
+    server = ServerProcess.probe(tmp_path / "data", media_rejoin_grace_s=1.0)
     await server.start()
     http = aiohttp.ClientSession()
     try:
