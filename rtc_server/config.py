@@ -47,11 +47,6 @@ class Config:
     before it ends (``RTC_MEDIA_REJOIN_GRACE_S``; 0: at once)."""
     recordings: bool = False
     """Agents may ask for recorded calls (``RTC_RECORDINGS=1``); files go to ``<data_dir>/recordings``."""
-
-    @property
-    def recordings_dir(self) -> str:
-        """Where recordings are written and served from."""
-        return str(Path(self.data_dir).resolve() / "recordings")
     allowed_origins: tuple[str, ...] = ()
     """Origins allowed to open Socket.IO connections; empty: any origin."""
     web_dir: str = ""
@@ -83,6 +78,11 @@ class Config:
     @property
     def secret_bytes(self) -> bytes:
         return self.secret.encode()
+
+    @property
+    def recordings_dir(self) -> str:
+        """Where recordings are written and served from."""
+        return str(Path(self.data_dir).resolve() / "recordings")
 
 
 def _coerce(name: str, raw: Any, default: Any) -> Any:
