@@ -303,7 +303,7 @@ export default {
   "call.peer_reconnecting": "{name} is reconnecting…",
   "call.recorded": "This call is being recorded",
   "call.record": "Record",
-  "call.record_label": "Record the next call (the customer is told)",
+  "call.record_label": "Record the calls you ask for (the customer is told)",
   "call.recording": "Recording",
   "call.download_recording": "Download recording",
   "call.recording_not_ready": "The recording is not ready yet.",

@@ -305,7 +305,7 @@ export default {
   "call.peer_reconnecting": "{name} se reconnecte…",
   "call.recorded": "Cet appel est enregistré",
   "call.record": "Enregistrer",
-  "call.record_label": "Enregistrer le prochain appel (le client en est informé)",
+  "call.record_label": "Enregistrer les appels que vous demandez (le client en est informé)",
   "call.recording": "Enregistrement",
   "call.download_recording": "Télécharger l'enregistrement",
   "call.recording_not_ready": "L'enregistrement n'est pas encore prêt.",
