@@ -79,7 +79,9 @@ async def test_no_publish_when_every_member_is_local(cluster: Cluster) -> None:
             await send(customer, conv["id"], f"local-{i}")
             await alice.events.wait("message.new", lambda d, i=i: d["message"]["client_id"] == f"local-{i}")
             await send(alice, conv["id"], f"reply-{i}")
-            await customer.events.wait("message.new", lambda d, i=i: d["message"]["client_id"] == f"reply-{i}")
+            await customer.events.wait(
+                "message.new", lambda d, i=i: d["message"]["client_id"] == f"reply-{i}"
+            )
         await asyncio.sleep(0.2)  # anything published would have reached the subscriber by now
         after = await routed(cluster, 0)
     assert after[0] - before[0] >= 20  # 10 messages, each to the agents' rooms and the visitor's room
