@@ -11,7 +11,11 @@ server CPU (percent of one core, all threads), CPU per forwarded stream, microse
 outgoing RTP packet, and the frame rate each subscriber received; JSON goes to
 ``bench/results/media.json``. The publisher sends a pre-encoded clip (keyframe every 2 s, and on PLI)
 and subscribers count encoded frames without decoding, so the client process stays light.
-``--quick`` runs N = 1, 4 with short windows.
+``--quick`` runs N = 1, 4 with short windows. ``--before DIR`` adds mode ``before``: the forwarding
+server of another checkout (``git archive <commit> | tar -x -C DIR``) against the same clients, so a
+change is measured before/after in one run; the modes of one N run back to back (``--budget`` seconds of
+cases, 95 by default, bound the run). The JSON also has the share of server CPU spent in the garbage
+collector and the NACK retransmissions per second.
 """
 
 from __future__ import annotations
@@ -282,17 +286,28 @@ async def serve(mode: str) -> None:
 
 
 class ServerProcess:
-    def __init__(self, mode: str, uvloop: bool) -> None:
+    """The server in its own process: this file's ``--serve`` (for ``before``: the copy in ``root``)."""
+
+    def __init__(self, mode: str, uvloop: bool, root: Path | None = None) -> None:
         self.mode = mode
         self.uvloop = uvloop
+        self.root = root
         self.proc: asyncio.subprocess.Process | None = None
 
     async def start(self) -> None:
-        args = [sys.executable, str(Path(__file__).resolve()), "--serve", self.mode]
+        script = Path(__file__).resolve()
+        serve = self.mode
+        if self.mode == "before":
+            assert self.root is not None, "mode before needs --before DIR"
+            script, serve = self.root / "bench" / "media_bench.py", "forward"
+        args = [sys.executable, str(script), "--serve", serve]
         if not self.uvloop:
             args.append("--no-uvloop")
         self.proc = await asyncio.create_subprocess_exec(
-            *args, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, cwd=str(REPO)
+            *args,
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
+            cwd=str(script.parent.parent),
         )
 
     async def call(self, **request: Any) -> dict[str, Any]:
@@ -326,9 +341,15 @@ async def connect(server: ServerProcess, pc: RTCPeerConnection, role: str) -> No
 
 
 async def run_case(
-    mode: str, subscribers: int, clip: list[bytes], warmup: float, window: float, uvloop: bool
+    mode: str,
+    subscribers: int,
+    clip: list[bytes],
+    warmup: float,
+    window: float,
+    uvloop: bool,
+    before: Path | None = None,
 ) -> dict[str, Any]:
-    server = ServerProcess(mode, uvloop)
+    server = ServerProcess(mode, uvloop, before)
     await server.start()
     config = RTCConfiguration(iceServers=[])
     publisher_pc = RTCPeerConnection(config)
@@ -379,8 +400,8 @@ async def run_case(
         "server_fps_out_per_stream": round((last["frames"] - first["frames"]) / elapsed / subscribers, 1),
         "client_cpu_pct": round(100 * client_cpu / elapsed, 1),
         "server_kernel_share": round((last["sys"] - first["sys"]) / cpu, 2) if cpu else None,
-        "server_gc_share": round((last["gc"] - first["gc"]) / cpu, 3) if cpu else None,
-        "retransmissions_per_s": round((last["rtx"] - first["rtx"]) / elapsed, 1),
+        "server_gc_share": round((last.get("gc", 0) - first.get("gc", 0)) / cpu, 3) if cpu else None,
+        "retransmissions_per_s": round((last.get("rtx", 0) - first.get("rtx", 0)) / elapsed, 1),
     }
 
 
@@ -429,7 +450,14 @@ def marginal(rows: list[dict[str, Any]], mode: str) -> dict[str, Any] | None:
 
 
 async def bench(
-    sizes: list[int], modes: list[str], warmup: float, window: float, uvloop: bool, out: Path
+    sizes: list[int],
+    modes: list[str],
+    warmup: float,
+    window: float,
+    uvloop: bool,
+    out: Path,
+    before: Path | None = None,
+    budget: float = BUDGET_S,
 ) -> int:
     started = time.monotonic()
     load_at_start = [round(x, 2) for x in os.getloadavg()]
@@ -442,16 +470,16 @@ async def bench(
     )
     rows: list[dict[str, Any]] = []
     skipped: list[dict[str, Any]] = []
-    for mode in modes:
-        for n in sizes:
+    for n in sizes:  # the modes of one N run back to back: the box's load drifts less between them
+        for mode in modes:
             # a case costs setup (about 0.1 s per peer) + warmup + window; keep the whole run bounded
             estimate = 1.5 + 0.15 * n + warmup + window
-            if time.monotonic() - started + estimate > BUDGET_S:
+            if time.monotonic() - started + estimate > budget:
                 skipped.append({"mode": mode, "subscribers": n, "reason": "time budget"})
                 continue
             if not rows:
                 print_header()
-            rows.append(await run_case(mode, n, clip, warmup, window, uvloop))
+            rows.append(await run_case(mode, n, clip, warmup, window, uvloop, before))
             print_row(rows[-1])
     margins = [m for m in (marginal(rows, mode) for mode in modes) if m is not None]
     for m in margins:
@@ -503,6 +531,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--warmup", type=float, default=2.0)
     parser.add_argument("--window", type=float, default=4.0)
     parser.add_argument("--no-uvloop", action="store_true", help="run the server on the asyncio loop")
+    parser.add_argument(
+        "--before",
+        metavar="DIR",
+        help="also run mode 'before': the forwarding server of another checkout (e.g. an older commit "
+        "exported with `git archive <commit> | tar -x -C DIR`), against the same clients in the same run",
+    )
+    parser.add_argument("--budget", type=float, default=BUDGET_S, help="seconds of cases before skipping")
     parser.add_argument("--out", default=str(REPO / "bench" / "results" / "media.json"))
     args = parser.parse_args(argv)
     uvloop = not args.no_uvloop
@@ -521,7 +556,10 @@ def main(argv: list[str] | None = None) -> int:
     sizes = [1, 4] if args.quick else [int(x) for x in args.sizes.split(",")]
     warmup, window = (1.0, 2.0) if args.quick else (args.warmup, args.window)
     modes = [m for m in args.modes.split(",") if m]
-    return asyncio.run(bench(sizes, modes, warmup, window, uvloop, Path(args.out)))
+    before = Path(args.before).resolve() if args.before else None
+    if before is not None and "before" not in modes:
+        modes.insert(0, "before")
+    return asyncio.run(bench(sizes, modes, warmup, window, uvloop, Path(args.out), before, args.budget))
 
 
 if __name__ == "__main__":

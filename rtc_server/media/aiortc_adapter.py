@@ -41,7 +41,6 @@ import logging
 import os
 import socket
 import threading
-from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
@@ -55,6 +54,7 @@ from aiortc.utils import random16, random32
 from rtc_server.media.forwarding import EncodedFrame, ForwardedTrack, is_vp8_keyframe
 from rtc_server.media.rtp_fastpath import MAX_PAYLOAD as MAX_PAYLOAD
 from rtc_server.media.rtp_fastpath import (
+    OrderedSends,
     RtpHistory,
     SrtpWriter,
     frame_payloads,
@@ -219,8 +219,6 @@ def _ignore(frame: EncodedFrame) -> None:
 
 _MID_URI = "urn:ietf:params:rtp-hdrext:sdes:mid"
 _AUDIO_LEVEL_URI = "urn:ietf:params:rtp-hdrext:ssrc-audio-level"
-#: Packets waiting for aiortc's own (awaited) send path, per sender, before the oldest are dropped.
-_BACKLOG = 256
 
 
 class ForwardingSender:
@@ -250,10 +248,10 @@ class ForwardingSender:
         self._payload_type = 0
         self._sequence = 0
         self._origin = 0
+        self._frames = 0
         self._route: _DirectRoute | None = None
         self._ended: asyncio.Future[None] | None = None
-        self._backlog: deque[bytes] = deque(maxlen=_BACKLOG)
-        self._backlog_task: asyncio.Task[None] | None = None
+        self._relayed = OrderedSends(lambda data: self.sender.transport._send_rtp(data))
         self._configured = False
         self._original_send = sender.send
         sender.replaceTrack(track)
@@ -297,8 +295,7 @@ class ForwardingSender:
             track.set_sink(None)
             track.stop()
             self._drop_route()
-            if self._backlog_task is not None:
-                self._backlog_task.cancel()
+            self._relayed.close()
             sender._RTCRtpSender__rtp_exited.set()  # type: ignore[attr-defined]
 
     def _drain(self) -> None:
@@ -348,36 +345,20 @@ class ForwardingSender:
         elif dtls._state is not DtlsState.CONNECTED:
             raise ConnectionError("the DTLS transport is not connected")
         else:
-            for index, payload in enumerate(payloads):
-                self._backlog.append(
-                    rtp_packet(
-                        self._payload_type,
-                        index == count - 1,
-                        (sequence + index) & 0xFFFF,
-                        timestamp,
-                        ssrc,
-                        extensions,
-                        payload,
-                    )  # fmt: skip
-                )
-            if self._backlog_task is None or self._backlog_task.done():
-                self._backlog_task = asyncio.ensure_future(self._send_backlog())
+            pt = self._payload_type
+            self._relayed.extend(
+                rtp_packet(pt, i == count - 1, (sequence + i) & 0xFFFF, timestamp, ssrc, extensions, payload)
+                for i, payload in enumerate(payloads)
+            )
         self._history.add(sequence, timestamp, extensions, payloads)
         self._sequence = (sequence + count) & 0xFFFF
         self.packets += count
-        sender._RTCRtpSender__ntp_timestamp = ntp_now()  # type: ignore[attr-defined]
-        sender._RTCRtpSender__rtp_timestamp = timestamp  # type: ignore[attr-defined]
+        self._frames += 1
+        if self._frames & 7 == 1:  # a (wall clock, RTP timestamp) pair for the sender reports
+            sender._RTCRtpSender__ntp_timestamp = ntp_now()  # type: ignore[attr-defined]
+            sender._RTCRtpSender__rtp_timestamp = timestamp  # type: ignore[attr-defined]
         sender._RTCRtpSender__octet_count += sum(map(len, payloads))  # type: ignore[attr-defined]
         sender._RTCRtpSender__packet_count += count  # type: ignore[attr-defined]
-
-    async def _send_backlog(self) -> None:
-        """aiortc's own send path, in order (a TURN relay: its ``send_data`` is a coroutine)."""
-        backlog = self._backlog
-        try:
-            while backlog:
-                await self.sender.transport._send_rtp(backlog.popleft())
-        except ConnectionError:
-            backlog.clear()
 
     def _reroute(self, dtls: Any) -> _DirectRoute | None:
         self._drop_route()
@@ -416,13 +397,8 @@ class _DirectRoute:
     duplicate of its socket: what ``RTCDtlsTransport._send_rtp`` -> ``RTCIceTransport._send`` ->
     ``Connection.sendto`` -> ``StunProtocol.send_data`` do, without the four awaited layers."""
 
-    __slots__ = ("dtls", "pair", "transport", "writer")
-
     def __init__(self, dtls: Any, pair: Any, transport: Any, writer: SrtpWriter) -> None:
-        self.dtls = dtls
-        self.pair = pair
-        self.transport = transport
-        self.writer = writer
+        self.dtls, self.pair, self.transport, self.writer = dtls, pair, transport, writer
 
     def usable(self, dtls: Any) -> bool:
         """Whether this is still ``dtls``'s route: connected, same pair, socket open."""

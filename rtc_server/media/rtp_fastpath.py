@@ -19,12 +19,14 @@ of a peer connection and feeds this module. It reaches into pylibsrtp's cffi bin
 
 from __future__ import annotations
 
+import asyncio
 import errno
 import socket
 import struct
 import sys
 import time
-from collections.abc import Iterator
+from collections import deque
+from collections.abc import Awaitable, Callable, Iterable, Iterator
 from typing import Any
 
 from pylibsrtp import Session
@@ -176,6 +178,37 @@ class RtpHistory:
                 packet = self.get(sequence)
                 if packet is not None:
                     yield sequence, packet[0], packet[1]
+
+
+class OrderedSends:
+    """Packets for an awaited send function (aiortc's ``_send_rtp`` on a TURN relay), sent in order by
+    one task; at most ``limit`` wait (the oldest are dropped). A :class:`ConnectionError` drops the
+    rest."""
+
+    def __init__(self, send: Callable[[bytes], Awaitable[None]], limit: int = 256) -> None:
+        self._send = send
+        self._packets: deque[bytes] = deque(maxlen=limit)
+        self._task: asyncio.Task[None] | None = None
+
+    def extend(self, packets: Iterable[bytes]) -> None:
+        """Queue ``packets`` and make sure the sending task runs."""
+        self._packets.extend(packets)
+        if self._task is None or self._task.done():
+            self._task = asyncio.ensure_future(self._run())
+
+    async def _run(self) -> None:
+        packets = self._packets
+        try:
+            while packets:
+                await self._send(packets.popleft())
+        except ConnectionError:
+            packets.clear()
+
+    def close(self) -> None:
+        """Drop what waits and stop the task."""
+        self._packets.clear()
+        if self._task is not None:
+            self._task.cancel()
 
 
 class SrtpError(RuntimeError):

@@ -7,6 +7,7 @@ every subscriber."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import socket
 from collections.abc import Iterator
@@ -20,6 +21,7 @@ from pylibsrtp import Policy, Session
 from rtc_server.media.forwarding import EncodedFrame, ForwardedTrack, TrackSource
 from rtc_server.media.rtp_fastpath import (
     HISTORY_SIZE,
+    OrderedSends,
     RtpHistory,
     SrtpWriter,
     frame_payloads,
@@ -232,3 +234,30 @@ def test_rtx_packets_are_aiortc_rtx_packets() -> None:
         assert rtx_packet(
             _serialize(PAYLOAD_TYPE, 5, 90_000, extensions, b"payload bytes"), 97, 42, 0x55667788
         ) == expected.serialize(_extensions_map())
+
+
+async def test_relayed_packets_leave_in_order_until_the_connection_fails() -> None:
+    """The TURN path (an awaited send per packet) keeps the packets' order across frames, and a
+    ConnectionError drops what is left instead of ending in an unhandled task error."""
+    sent: list[bytes] = []
+    gate = asyncio.Event()
+
+    async def send(data: bytes) -> None:
+        await gate.wait()
+        if data == b"fail":
+            raise ConnectionError
+        sent.append(data)
+
+    sends = OrderedSends(send)
+    sends.extend([b"1", b"2"])
+    sends.extend([b"3"])
+    gate.set()
+    await asyncio.sleep(0.01)
+    assert sent == [b"1", b"2", b"3"]
+    sends.extend([b"fail", b"4"])
+    await asyncio.sleep(0.01)
+    assert sent == [b"1", b"2", b"3"]
+    sends.extend([b"5"])
+    await asyncio.sleep(0.01)
+    assert sent[-1] == b"5"
+    sends.close()
