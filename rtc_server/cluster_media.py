@@ -132,7 +132,9 @@ class ClusterMediaGateway:
         if owner in (None, self.node_id):
             await self.local.open_session(spec)
             return
-        await self._forward(owner, "open_session", spec.request_id, kind=spec.kind, policy=spec.policy)
+        await self._forward(
+            owner, "open_session", spec.request_id, kind=spec.kind, policy=spec.policy, record=spec.record
+        )
 
     async def offer(self, request_id: str, participant: Participant, sdp: str, type: str) -> dict[str, str]:
         """Apply a client's offer on the owner node; returns its ``{sdp, type: "answer"}``."""
@@ -243,7 +245,9 @@ class ClusterMediaGateway:
         error = reply.get("error") or {}
         cls = _ERRORS.get(str(error.get("code")), DomainError)
         details = error.get("details")
-        raise cls(str(error.get("message", "media call failed")), **(details if isinstance(details, dict) else {}))
+        raise cls(
+            str(error.get("message", "media call failed")), **(details if isinstance(details, dict) else {})
+        )
 
     # -- the owner's side -------------------------------------------------------------------------------
 
@@ -310,7 +314,12 @@ class ClusterMediaGateway:
         participant = Participant(str(p["kind"]), str(p["id"]), str(p.get("name", ""))) if p else None
         if op == "open_session":
             await self.local.open_session(
-                SessionSpec(request_id, str(call["kind"]), dict(call.get("policy") or {}))
+                SessionSpec(
+                    request_id,
+                    str(call["kind"]),
+                    dict(call.get("policy") or {}),
+                    record=bool(call.get("record")),
+                )
             )
             return None
         if op == "close_session":

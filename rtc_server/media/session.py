@@ -24,6 +24,8 @@ participant is *away*, not gone: the session reports ``reconnecting`` and keeps 
 ``PeerConfig.rejoin_grace`` seconds. An offer from them in that time makes a new server peer
 (``rejoined`` once it connects; attaching the new tracks asks the publishers for keyframes); when the
 grace runs out they are gone (``participant_left``, ``peer_dropped``) and the session ends as above.
+Co-browsing keeps an agent's place the same way (a reloaded console finds the page again), never the
+customer's: their page is what is shared.
 """
 
 from __future__ import annotations
@@ -235,7 +237,7 @@ class Session:
         if self.cobrowse is not None:
             self.cobrowse.remove(peer.participant)
         await peer.close()
-        if reason == "peer_dropped" and self._may_rejoin():
+        if reason == "peer_dropped" and self._may_rejoin(peer.participant):
             self._report(MediaEvent("reconnecting", self.request_id, peer.participant, reason=reason))
             task = asyncio.ensure_future(self._grace(peer.participant, closing_reason))
             self._tasks.add(task)
@@ -252,8 +254,11 @@ class Session:
         else:
             self._route()
 
-    def _may_rejoin(self) -> bool:
-        return not self.closed and self.kind in REJOIN_KINDS and self.config.rejoin_grace > 0
+    def _may_rejoin(self, participant: Participant) -> bool:
+        """Whether ``participant``'s place is kept for the grace: in a 1:1 call, anyone's; in co-browsing,
+        an agent's (a reloaded console comes back to the page; the customer's page is the session)."""
+        kind_ok = self.kind in REJOIN_KINDS or (self.kind == "cobrowse" and participant.kind == "agent")
+        return not self.closed and kind_ok and self.config.rejoin_grace > 0
 
     async def _grace(self, participant: Participant, closing_reason: str) -> None:
         """Wait for ``participant`` to offer again; past the grace they are gone."""

@@ -39,7 +39,9 @@ class RequestSettings:
 
 
 class RequestService:
-    def __init__(self, timeline: Timeline, media: MediaGateway, settings: RequestSettings | None = None) -> None:
+    def __init__(
+        self, timeline: Timeline, media: MediaGateway, settings: RequestSettings | None = None
+    ) -> None:
         self.timeline = timeline
         self.store = timeline.store
         self.fanout = timeline.fanout
@@ -56,8 +58,14 @@ class RequestService:
             raise NotFound("no such request")
         return request, conv
 
-    async def _move(self, request: Request, conv: Conversation, trigger: sm.Trigger, actor: sm.Actor,
-                    reason: str | None = None) -> Request:
+    async def _move(
+        self,
+        request: Request,
+        conv: Conversation,
+        trigger: sm.Trigger,
+        actor: sm.Actor,
+        reason: str | None = None,
+    ) -> Request:
         transition = sm.apply(request, trigger, actor, utcnow(), reason)
         try:
             updated = await self.store.update_request(transition.request, expected_state=request.state)
@@ -69,9 +77,14 @@ class RequestService:
         return updated
 
     async def _announce(self, request: Request, conv: Conversation) -> None:
-        await self.fanout.emit("request.updated", {"request": request.to_wire()}, self.timeline.everyone(conv))
-        params: dict[str, Any] = {"request_id": request.id, "kind": request.kind,
-                                  "kind_label": KIND_LABELS.get(request.kind, request.kind)}
+        await self.fanout.emit(
+            "request.updated", {"request": request.to_wire()}, self.timeline.everyone(conv)
+        )
+        params: dict[str, Any] = {
+            "request_id": request.id,
+            "kind": request.kind,
+            "kind_label": KIND_LABELS.get(request.kind, request.kind),
+        }
         if request.state == "ended" and request.active_at and request.ended_at:
             params["duration_s"] = int((request.ended_at - request.active_at).total_seconds())
         if request.reason:
@@ -79,7 +92,9 @@ class RequestService:
         await self.timeline.system(conv, f"request.{request.state}", **params)
 
     # -- calls from clients ---------------------------------------------------------------------------
-    async def create(self, principal: Principal, conversation_id: str, kind: str, record: bool = False) -> Request:
+    async def create(
+        self, principal: Principal, conversation_id: str, kind: str, record: bool = False
+    ) -> Request:
         """A new ``pending`` request; ``record`` asks for the media to be recorded (``invalid`` with
         ``details.reason`` ``recordings_disabled`` when the server does not record, ``not_recordable``
         for a kind without media)."""
@@ -90,7 +105,9 @@ class RequestService:
         conv = await self.timeline.conversation_for(principal, conversation_id)
         if conv.status != "open":
             raise Conflict("the conversation is done", field="conversation_id")
-        request = sm.new_request(conv.id, kind, principal.agent.id, utcnow(), self.settings.ttl, record=record)
+        request = sm.new_request(
+            conv.id, kind, principal.agent.id, utcnow(), self.settings.ttl, record=record
+        )
         request = await self.store.create_request(request)
         await self._announce(request, conv)
         return request
@@ -253,9 +270,17 @@ class RequestService:
         elif event.type == "recording":
             await self._recording_note(request, conv, event.data)
         elif event.type in ("connected", "participant_left", "reconnecting", "rejoined"):
-            payload = {"request_id": request.id, "type": event.type,
-                       "participant": {"kind": event.participant.kind, "id": event.participant.id,
-                                       "name": event.participant.name} if event.participant else None}
+            payload = {
+                "request_id": request.id,
+                "type": event.type,
+                "participant": {
+                    "kind": event.participant.kind,
+                    "id": event.participant.id,
+                    "name": event.participant.name,
+                }
+                if event.participant
+                else None,
+            }
             await self.fanout.emit("rtc.participant", payload, self.timeline.everyone(conv))
 
     # -- queries (read only) --------------------------------------------------------------------------
@@ -270,7 +295,9 @@ class RequestService:
         if agent is None:
             raise Forbidden("only agents list live requests")
         page = 100
-        queries = [ConversationQuery(team_ids=None if agent.is_admin else list(agent.team_ids), status="open")]
+        queries = [
+            ConversationQuery(team_ids=None if agent.is_admin else list(agent.team_ids), status="open")
+        ]
         if not agent.is_admin:  # conversations assigned to the agent outside their teams
             queries.append(ConversationQuery(status="open", assignee_id=agent.id))
         convs: dict[str, Conversation] = {}
@@ -284,13 +311,14 @@ class RequestService:
                     break
                 query.before = (rows[-1].updated_at, rows[-1].id)
         requests: list[Request] = []
-        wires: list[dict[str, Any]] = []
+        with_live: list[Conversation] = []
         for conv in list(convs.values())[:max_conversations]:
             if not self.timeline.may_access(principal, conv):
                 continue
             live = await self.store.list_requests(conv.id, live_only=True)
             if live:
                 requests.extend(live)
-                wires.append(await self.timeline.wire(conv))
+                with_live.append(conv)
         requests.sort(key=lambda r: (r.created_at, r.id))
+        wires = await self.timeline.wire_many(with_live)
         return {"requests": [r.to_wire() for r in requests], "conversations": wires}

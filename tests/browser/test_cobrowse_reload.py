@@ -3,10 +3,9 @@
 asked joins the session by itself once the customer accepts, and an agent who never opened the
 conversation in this page can open the session from the view and gets the customer's page.
 
-A co-browse session still ends when its last watching agent's peer drops (``rtc_server/media/session.py``
-gives only calls a rejoin grace), so the first test's live reload happens while a second agent watches;
-the lone agent's reload is pinned by an ``xfail(strict=True)`` test that passes once agents of co-browse
-sessions get the rejoin grace (it XPASSes then: drop the marker).
+The first test's live reload happens while a second agent watches; the second test has a lone agent
+reload: the media plane keeps an agent's place in a co-browse session for the rejoin grace, so the
+session survives and her console joins it again.
 
 Before ``requests.live`` the console only knew the requests of conversations it had synced in this page:
 after a reload the Co-Browsing view was empty and the rail said nothing was live.
@@ -115,16 +114,10 @@ async def test_cobrowse_sessions_come_back_after_a_reload(server: RunningServer,
         await ctx.close()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="rtc_server/media/session.py ends a co-browse session as soon as its only agent's peer drops "
-    "(no rejoin grace for cobrowse); wanted: the grace for agents of cobrowse sessions",
-)
 async def test_a_lone_agent_reloading_keeps_the_session(server: RunningServer, browser: Browser) -> None:
     """Alice alone watches and reloads: the session survives (the agent's peer gets the rejoin grace),
-    the view lists it, and her replay follows the page again. Fails today (xfail, strict): the reload
-    ends the request with ``peer_dropped``; passes once the media plane gives agents of a co-browse
-    session the rejoin grace."""
+    the view lists it, and her replay follows the page again (before the grace covered co-browsing
+    agents, the reload ended the request with ``peer_dropped``)."""
     base = server.url
     cctx, customer, cwatch = await new_page(browser, 1200, 760)
     actx, alice, awatch = await new_page(browser)
