@@ -43,7 +43,13 @@ def iso(ts: datetime | None) -> str | None:
     """ISO-8601 UTC with a ``Z`` suffix and millisecond precision, or None."""
     if ts is None:
         return None
-    return ts.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.") + f"{ts.microsecond // 1000:03d}Z"
+    if ts.tzinfo is not UTC:
+        ts = ts.astimezone(UTC)
+    # formatted by hand: about half the cost of astimezone + strftime, several times per message
+    return (
+        f"{ts.year:04d}-{ts.month:02d}-{ts.day:02d}T{ts.hour:02d}:{ts.minute:02d}:{ts.second:02d}"
+        f".{ts.microsecond // 1000:03d}Z"
+    )
 
 
 def parse_iso(value: str | None) -> datetime | None:
