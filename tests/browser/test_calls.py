@@ -392,6 +392,10 @@ async def test_a_recorded_video_call_says_so_on_both_pages(tmp_path: Any, browse
         prompt = customer.locator(".prompt[data-kind=video] .prompt__text")
         await prompt.wait_for()
         assert "will be recorded" in await prompt.inner_text()
+        if screenshots_wanted():
+            SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+            await asyncio.sleep(0.4)  # past the prompt's pop-in
+            await customer.screenshot(path=str(SCREENSHOTS / "recorded-call-consent.png"))
         await customer.click(".prompt[data-kind=video] button[data-action=accept]")
         await wait_media(agent, AGENT_CALL, videos=1, audios=1)
         await wait_media(customer, CUSTOMER_CALL, videos=1, audios=1)
@@ -399,6 +403,8 @@ async def test_a_recorded_video_call_says_so_on_both_pages(tmp_path: Any, browse
         await customer.wait_for_selector(".wcall .call__rec:not([hidden])")
         await agent.wait_for_selector(".reqchip[data-kind=video] .reqchip__rec")
         await asyncio.sleep(1.0)
+        if screenshots_wanted():
+            await agent.screenshot(path=str(SCREENSHOTS / "recorded-call-agent.png"))
         await agent.click(".calldock [data-action=hangup]")
         await agent.wait_for_selector(
             ".reqchip[data-kind=video][data-state=ended] [data-action=download-recording]"

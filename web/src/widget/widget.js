@@ -451,8 +451,9 @@ export class Widget {
       h("div", { class: "prompt__icon", "aria-hidden": "true" }, icon(KIND_ICONS[r.kind] || "cobrowse", 22)),
       h("div", { class: "prompt__main" },
         h("h3", { class: "prompt__title", id: "prompt-title-" + r.id, text: t("kind." + r.kind) }),
-        h("div", { class: "prompt__text", id: "prompt-text-" + r.id, text: promptText(t, r, agent) }),
-        r.record ? h("div", { class: "prompt__rec", text: "REC · " + t("widget.prompt.recorded") }) : null,
+        // the recording notice is part of the text the prompt is described by, said once, in red
+        h("div", { class: "prompt__text", id: "prompt-text-" + r.id }, t("widget.prompt." + r.kind, { agent }),
+          r.record ? h("div", { class: "prompt__rec", text: "REC · " + t("widget.prompt.recorded") }) : null),
         h("div", { class: "prompt__actions" },
           h("button", { class: "wbtn wbtn--ghost", type: "button", data: { action: "decline" },
             on: { click: (e) => this.respond(r, false, e.currentTarget) } }, t("widget.decline")),
