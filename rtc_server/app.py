@@ -37,6 +37,8 @@ TASKS = web.AppKey("tasks", list[asyncio.Task[Any]])
 
 EXPIRY_SWEEP_S = 1.0
 MEDIA_SHUTDOWN_S = 10.0
+RETENTION_SWEEP_S = 3600.0
+"""How often finished recordings past ``Config.recordings_keep_days`` are deleted."""
 """The longest a shutdown waits for the media plane to close its sessions."""
 
 
@@ -170,6 +172,25 @@ async def _background_ctx(app: web.Application) -> AsyncIterator[None]:
 
     tasks = app[TASKS]
     tasks.append(asyncio.create_task(expiry_loop(), name="request-expiry"))
+    config = app[CONFIG]
+    if config.recordings_keep_days > 0:
+        from rtc_server.media.recording import sweep_recordings
+
+        async def retention_loop() -> None:
+            while True:
+                try:
+                    removed = await asyncio.to_thread(
+                        sweep_recordings, config.recordings_dir, config.recordings_keep_days
+                    )
+                    if removed:
+                        log.info(
+                            "deleted %d recordings older than %s days", removed, config.recordings_keep_days
+                        )
+                except Exception:
+                    log.exception("recording retention sweep failed")
+                await asyncio.sleep(RETENTION_SWEEP_S)
+
+        tasks.append(asyncio.create_task(retention_loop(), name="recording-retention"))
     yield
     for task in tasks:
         task.cancel()

@@ -47,6 +47,9 @@ class Config:
     before it ends (``RTC_MEDIA_REJOIN_GRACE_S``; 0: at once)."""
     recordings: bool = False
     """Agents may ask for recorded calls (``RTC_RECORDINGS=1``); files go to ``<data_dir>/recordings``."""
+    recordings_keep_days: float = 0.0
+    """Finished recordings older than this many days are deleted (``RTC_RECORDINGS_KEEP_DAYS``; checked
+    hourly); 0 keeps them forever."""
     allowed_origins: tuple[str, ...] = ()
     """Origins allowed to open Socket.IO connections; empty: any origin."""
     web_dir: str = ""

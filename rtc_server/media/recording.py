@@ -364,3 +364,24 @@ def _at(pair: tuple[Any, int]) -> tuple[float, int]:
     packet, index = pair
     ts = packet.dts if packet.dts is not None else (packet.pts or 0)
     return (float(ts * packet.time_base), index)
+
+
+def sweep_recordings(directory: str | Path, keep_days: float, now: float | None = None) -> int:
+    """Delete the finished recordings (``<request_id>.webm``) last written more than ``keep_days`` ago;
+    returns how many. Recordings still being written (their ``.parts`` folders) are never touched, nor is
+    anything else in the folder. ``keep_days <= 0`` keeps everything."""
+    folder = Path(directory)
+    if keep_days <= 0 or not folder.is_dir():
+        return 0
+    cutoff = (time.time() if now is None else now) - keep_days * 86400
+    removed = 0
+    for path in folder.glob("*.webm"):
+        if not SAFE_ID.match(path.stem):
+            continue
+        try:
+            if path.is_file() and path.stat().st_mtime < cutoff:
+                path.unlink()
+                removed += 1
+        except FileNotFoundError:
+            continue
+    return removed
