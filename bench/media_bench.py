@@ -170,6 +170,9 @@ class StockRelayServer:
     def retransmissions(self) -> int:
         return 0
 
+    def send_drops(self) -> int:
+        return 0
+
     async def packets_out(self) -> int:
         return await _packets_sent(self.pcs[1:])
 
@@ -210,6 +213,19 @@ class ForwardServer:
             return 0
         senders = [s.transceiver.sender for p in session.peers.values() for s in p.slots]
         return sum(getattr(getattr(s._retransmit, "__self__", None), "retransmissions", 0) for s in senders)
+
+    def send_drops(self) -> int:
+        """Packets the fast path's sockets refused (``SrtpWriter.dropped`` of the current routes)."""
+        session = self.gateway.sessions.get("bench")
+        if session is None:
+            return 0
+        senders = [
+            getattr(s.transceiver.sender._retransmit, "__self__", None)
+            for p in session.peers.values()
+            for s in p.slots
+        ]
+        routes = [getattr(f, "_route", None) for f in senders]
+        return sum(r.writer.dropped for r in routes if r is not None)
 
     async def packets_out(self) -> int:
         session = self.gateway.sessions.get("bench")
@@ -274,6 +290,7 @@ async def serve(mode: str) -> None:
                 "frames": server.frames_out(),
                 "gc": gc_clock.seconds,
                 "rtx": server.retransmissions(),
+                "drops": server.send_drops(),
             }
         else:
             await server.close()
@@ -402,6 +419,7 @@ async def run_case(
         "server_kernel_share": round((last["sys"] - first["sys"]) / cpu, 2) if cpu else None,
         "server_gc_share": round((last.get("gc", 0) - first.get("gc", 0)) / cpu, 3) if cpu else None,
         "retransmissions_per_s": round((last.get("rtx", 0) - first.get("rtx", 0)) / elapsed, 1),
+        "send_drops_per_s": round((last.get("drops", 0) - first.get("drops", 0)) / elapsed, 1),
     }
 
 
