@@ -44,7 +44,9 @@ _RTP_HEADER = struct.Struct("!BBHII")
 _UDP_SEGMENT = 103
 #: The kernel takes at most 64 segments and 64 KiB per GSO send.
 _GSO_MAX_SEGMENTS = 64
-_GSO_MAX_BYTES = 65000
+#: Bytes of packets per send: a typical frame (a few packets) leaves in one ``sendmsg``, a keyframe in
+#: a few; the kernel's limit is 64 KiB, but each writer holds its buffer (memory per sender).
+_GSO_MAX_BYTES = 16_000
 #: Room for one packet: RTP header, extensions, payload and the SRTP trailer (tag, MKI).
 _PACKET_ROOM = 1500
 
