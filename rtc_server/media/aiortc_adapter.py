@@ -322,8 +322,8 @@ class ForwardingSender:
 
     def _send_frame(self, frame: EncodedFrame, timestamp: int) -> None:
         sender = self.sender
-        payloads = frame_payloads(frame)
-        level = None if frame.kind == "video" else frame.audio_level
+        payloads = frame.rtp_payloads or frame_payloads(frame)
+        level = frame.audio_level  # None on video
         extensions = self._extensions.get(level)
         if extensions is None:
             extensions = header_extensions(self._mid_id, self._mid, self._level_id, level)

@@ -259,10 +259,11 @@ class SrtpWriter:
         first = 0x90 if extensions else 0x80
         head = _RTP_HEADER.size + len(extensions)
         last = len(payloads) - 1
+        capacity = _GSO_MAX_BYTES
         start = offset = 0  # the GSO batch being built is buffer[start:offset]: `count` packets
         segment = count = sent = 0  # of `segment` bytes each (the last one may be shorter)
         for index, payload in enumerate(payloads):
-            if offset + _PACKET_ROOM > len(buffer) or count == _GSO_MAX_SEGMENTS:
+            if offset > capacity or count == _GSO_MAX_SEGMENTS:
                 sent += self._flush(start, offset, segment, count)
                 start = offset = segment = count = 0
             pack_into(
