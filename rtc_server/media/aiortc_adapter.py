@@ -419,8 +419,8 @@ def _direct_route(dtls: Any) -> _DirectRoute | None:
     if pair is None or type(pair.protocol) is not StunProtocol:
         return None
     transport = pair.protocol.transport
-    if transport is None or transport.is_closing():
-        return None
+    if transport is None or transport.is_closing() or not hasattr(dtls._tx_srtp, "_srtp"):
+        return None  # (no pylibsrtp context to protect with: aiortc's path)
     sock = transport.get_extra_info("socket")
     if sock is None:
         return None
