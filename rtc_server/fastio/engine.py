@@ -158,7 +158,13 @@ class FastEngineSocket(async_socket.AsyncSocket):
     # -- closing --------------------------------------------------------------------------------------
 
     async def close(self, wait: bool = True, abort: bool = False, reason: Any = None) -> None:
+        was_open = not (self.closed or self.closing)
         await super().close(wait=wait, abort=abort, reason=reason)
+        if was_open and abort and self.transport is None and isinstance(self.queue, asyncio.Queue):
+            # On polling, a client's CLOSE (or an abort) must also answer its pending long-poll GET, as
+            # Node's engine.io does with a NOOP: python-engineio leaves it hanging until the ping timeout,
+            # and a python-socketio client's disconnect() waits for it.
+            self.queue.put_nowait(packet.Packet(packet.NOOP))
         if self._ping_timer is not None:
             self._ping_timer.cancel()
             self._ping_timer = None

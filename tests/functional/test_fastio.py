@@ -221,3 +221,24 @@ async def test_upgraded_session_outlives_many_ping_cycles() -> None:
         await client.disconnect()
         await sio.shutdown()
         await runner.cleanup()
+
+
+async def test_a_polling_close_answers_the_pending_long_poll(server: RunningServer) -> None:
+    """A polling client that sends CLOSE while its long-poll GET is pending gets that GET answered (a
+    NOOP, as Node's engine.io does) instead of it hanging until the ping timeout: python-socketio's
+    client waits for that GET in ``disconnect()``."""
+    base = f"{server.url}/socket.io/?EIO=4&transport=polling"
+    async with aiohttp.ClientSession() as http:
+        async with http.get(base) as resp:
+            opened = json.loads((await resp.text())[1:])
+        url = f"{base}&sid={opened['sid']}"
+        assert opened["pingInterval"] >= 5000  # the GET below would otherwise end by itself soon
+        poll = asyncio.ensure_future(http.get(url))
+        await asyncio.sleep(0.3)  # the GET is now waiting on the server
+        assert not poll.done()
+        async with http.post(url, data="1") as resp:  # CLOSE
+            assert resp.status == 200
+        async with asyncio.timeout(5):  # far below the ping interval
+            resp = await poll
+        assert resp.status == 200 and await resp.text() == "6"  # NOOP
+        resp.release()
