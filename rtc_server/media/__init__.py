@@ -8,6 +8,9 @@ Modules, one concept each:
 - :mod:`~rtc_server.media.peer`: one participant's peer connection, negotiation and renegotiation;
 - :mod:`~rtc_server.media.forwarding`: encoded frames fanned out to bounded per-subscriber queues;
 - :mod:`~rtc_server.media.aiortc_adapter`: the only code touching aiortc 1.16.0 internals (pinned);
+- :mod:`~rtc_server.media.rtp_fastpath`: per-packet forwarding work (shared payloads, in-place SRTP,
+  GSO sends, NACK history);
+- :mod:`~rtc_server.media.recording`: recorded sessions muxed with PyAV, and their retention;
 - :mod:`~rtc_server.media.sdp`: SDP rewrites (mDNS candidates, Opus/VP8 only, renumbering);
 - :mod:`~rtc_server.media.cobrowse`, :mod:`~rtc_server.media.chunks`, :mod:`~rtc_server.media.masking`:
   the co-browse relay, its chunk envelope and the server-side masking policy.
