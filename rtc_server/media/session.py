@@ -59,13 +59,7 @@ FORWARDED_KINDS: dict[str, frozenset[str]] = {
 
 def may_forward(kind: str, publisher: Participant, subscriber: Participant, media: str) -> bool:
     """Whether a session of ``kind`` forwards ``publisher``'s ``media`` track to ``subscriber``."""
-    if publisher.key == subscriber.key or media not in FORWARDED_KINDS.get(kind, ()):
-        return False
-    if kind == "desktop":
-        return publisher.kind == "customer"
-    if kind == "show_screen":
-        return publisher.kind == "agent"
-    return True
+    return publisher.key != subscriber.key and may_record(kind, publisher, media)
 
 
 #: Request kinds whose participants get a grace period to come back after their peer dropped.
@@ -73,7 +67,8 @@ REJOIN_KINDS = frozenset({"call", "video", "desktop", "show_screen"})
 
 
 def may_record(kind: str, publisher: Participant, media: str) -> bool:
-    """Whether a recorded session of ``kind`` records ``publisher``'s ``media`` track: what it forwards."""
+    """Whether a session of ``kind`` takes ``publisher``'s ``media`` track at all: what it forwards to
+    the others, and what a recorded session records."""
     if media not in FORWARDED_KINDS.get(kind, ()):
         return False
     if kind == "desktop":
