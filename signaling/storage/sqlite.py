@@ -17,7 +17,8 @@ stops waiting (cancelled, timed out) does not withdraw its operation: once submi
 This module is the async front end. The thread is :mod:`~signaling.storage.sqlite_worker`; the operations
 are :mod:`~signaling.storage.sqlite_ops` (records, meta), :mod:`~signaling.storage.sqlite_ops_directory`
 (teams, agents, presence) and :mod:`~signaling.storage.sqlite_ops_conversations` (conversations,
-messages, requests); the schema and row mapping are :mod:`~signaling.storage.sqlite_schema`.
+messages, requests); the schema is :mod:`~signaling.storage.sqlite_schema` and the row mapping
+:mod:`~signaling.storage.sqlite_rows`.
 """
 
 from __future__ import annotations
@@ -49,7 +50,7 @@ from signaling.domain.models import (
 from signaling.storage import sqlite_ops as ops
 from signaling.storage import sqlite_ops_conversations as conversations
 from signaling.storage import sqlite_ops_directory as directory
-from signaling.storage import sqlite_schema as s
+from signaling.storage import sqlite_rows as s
 from signaling.storage.base import ANY, AppendResult, ConversationCounts, ConversationQuery, _Any
 from signaling.storage.sqlite_ops_conversations import PREVIEW_CHARS
 from signaling.storage.sqlite_worker import SqliteWorker, WorkerStats

@@ -14,7 +14,7 @@ from typing import Any
 
 from signaling.domain.errors import Conflict, Invalid, NotFound
 from signaling.domain.models import Conversation, Message, Request
-from signaling.storage import sqlite_schema as s
+from signaling.storage import sqlite_rows as s
 from signaling.storage.base import (
     LIVE_REQUEST_STATES,
     AppendResult,

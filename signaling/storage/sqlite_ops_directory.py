@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from signaling.domain.errors import Conflict
 from signaling.domain.models import Agent, Team
-from signaling.storage import sqlite_schema as s
+from signaling.storage import sqlite_rows as s
 from signaling.storage.sqlite_ops import Conn, insert, list_all, replace
 
 # -- teams and agents
