@@ -82,7 +82,7 @@ async def list_textblocks(request: web.Request) -> web.Response:
     services = request.app[SERVICES]
     q = request.query.get("q")
     if q is not None:
-        found = await services.conversations.search_textblocks(who, q[:200])
+        found = await services.messages.search_textblocks(who, q[:200])
         return web.json_response({"textblocks": found})
     blocks = [b.to_wire() for b in await services.store.list_textblocks() if _visible(who.agent, b)]
     return web.json_response({"textblocks": blocks})

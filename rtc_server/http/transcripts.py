@@ -44,9 +44,7 @@ async def list_conversations(request: web.Request) -> web.Response:
     cursor = request.query.get("cursor") or None
     if cursor is not None and len(cursor) > 400:
         raise Invalid("bad cursor", field="cursor")
-    page = await request.app[SERVICES].conversations.list_section(
-        who, request.query.get("section", ""), cursor
-    )
+    page = await request.app[SERVICES].inbox.list_section(who, request.query.get("section", ""), cursor)
     return web.json_response(page)
 
 
@@ -56,14 +54,14 @@ async def search_conversations(request: web.Request) -> web.Response:
     q = request.query.get("q", "")
     if len(q) > 200:
         raise Invalid("q is longer than 200 characters", field="q")
-    found = await request.app[SERVICES].conversations.search(who, q)
+    found = await request.app[SERVICES].inbox.search(who, q)
     return web.json_response({"conversations": found})
 
 
 async def get_conversation(request: web.Request) -> web.Response:
     """``GET /api/conversations/{id}[?after_seq=]``: like ``conversation.sync``."""
     who = await principal(request)
-    result = await request.app[SERVICES].conversations.sync(
+    result = await request.app[SERVICES].inbox.sync(
         who, request.match_info["id"], _int_query(request, "after_seq")
     )
     return web.json_response(result)

@@ -131,7 +131,7 @@ class HubNamespace(socketio.AsyncNamespace):
                 raise Invalid("flow_answer must be an object", field="flow_answer")
             flow_answer = {k: P.string(flow_answer, k, required=False, max_len=self.services.message_max_chars)
                            for k in ("flow_id", "step_id", "answer") if k in flow_answer}
-        message = await self.services.conversations.send(
+        message = await self.services.messages.send(
             who,
             P.string(p, "conversation_id"),
             P.string(p, "client_id", max_len=100),
@@ -146,7 +146,7 @@ class HubNamespace(socketio.AsyncNamespace):
         return {"message": self.services.timeline.message_wire(message)}
 
     async def conversation_sync(self, who: Principal, p: dict[str, Any]) -> dict[str, Any]:
-        return await self.services.conversations.sync(
+        return await self.services.inbox.sync(
             who, P.string(p, "conversation_id"), P.integer(p, "after_seq"))
 
     async def typing(self, who: Principal, p: dict[str, Any]) -> dict[str, Any]:
@@ -251,14 +251,14 @@ class AgentNamespace(HubNamespace):
         await self.services.presence.disconnected(principal.agent, sid)
 
     async def conversations_list(self, who: Principal, p: dict[str, Any]) -> dict[str, Any]:
-        return await self.services.conversations.list_section(
+        return await self.services.inbox.list_section(
             who, P.string(p, "section", max_len=20), P.string(p, "cursor", required=False, max_len=400))
 
     async def conversations_counts(self, who: Principal, p: dict[str, Any]) -> dict[str, Any]:
-        return {"counts": await self.services.conversations.counts(who)}
+        return {"counts": await self.services.inbox.counts(who)}
 
     async def conversations_search(self, who: Principal, p: dict[str, Any]) -> dict[str, Any]:
-        return {"conversations": await self.services.conversations.search(who, P.string(p, "q", max_len=200))}
+        return {"conversations": await self.services.inbox.search(who, P.string(p, "q", max_len=200))}
 
     async def conversation_assign(self, who: Principal, p: dict[str, Any]) -> dict[str, Any]:
         conv = await self.services.conversations.assign(
@@ -274,14 +274,14 @@ class AgentNamespace(HubNamespace):
         return {"conversation": await self.services.timeline.wire(conv)}
 
     async def note_add(self, who: Principal, p: dict[str, Any]) -> dict[str, Any]:
-        message = await self.services.conversations.add_note(
+        message = await self.services.messages.add_note(
             who, P.string(p, "conversation_id"),
             P.string(p, "body", max_len=self.services.message_max_chars),
             P.string(p, "client_id", required=False, max_len=100))
         return {"message": message.to_wire()}
 
     async def textblocks_search(self, who: Principal, p: dict[str, Any]) -> dict[str, Any]:
-        blocks = await self.services.conversations.search_textblocks(
+        blocks = await self.services.messages.search_textblocks(
             who, P.string(p, "q", required=False, default="", max_len=200),
             P.string(p, "conversation_id", required=False))
         return {"textblocks": blocks}
@@ -344,5 +344,5 @@ class CustomerNamespace(HubNamespace):
         return {"conversation": wire}
 
     async def conversations_list(self, who: Principal, p: dict[str, Any]) -> dict[str, Any]:
-        return await self.services.conversations.list_section(
+        return await self.services.inbox.list_section(
             who, "mine", P.string(p, "cursor", required=False, max_len=400))

@@ -9,6 +9,8 @@ from signaling.services.catalog import CatalogService
 from signaling.services.conference import ConferenceService, ConferenceSettings
 from signaling.services.conversations import ChatSettings, ConversationService
 from signaling.services.fanout import Fanout
+from signaling.services.inbox import InboxService
+from signaling.services.messages import MessageService
 from signaling.services.metrics import HubMetrics
 from signaling.services.ports import MediaGateway
 from signaling.services.presence import PresenceService
@@ -36,10 +38,14 @@ class Services:
         self.timeline = Timeline(store, fanout)
         self.auth = AuthService(store, settings.auth)
         self.conversations = ConversationService(self.timeline, settings.chat)
+        self.messages = MessageService(self.conversations)
+        self.inbox = InboxService(self.timeline, settings.chat)
         self.requests = RequestService(self.timeline, media, settings.requests)
         self.presence = PresenceService(store, fanout, self.conversations, settings.node_id)
         self.catalog = CatalogService(store)
-        self.conference = ConferenceService(self.timeline, media, ConferenceSettings(secret=settings.auth.secret))
+        self.conference = ConferenceService(
+            self.timeline, media, ConferenceSettings(secret=settings.auth.secret)
+        )
         self.conversations.on_done.append(self.requests.end_all)
         media.set_event_sink(self.requests.on_media_event)
 

@@ -1,32 +1,22 @@
-"""Conversations: start, messages, notes, sync, lists, assignment, status and receipts."""
+"""Conversations: their life cycle (start, routing, assignment, status) and receipts.
+
+Messages, notes and text blocks are :mod:`~signaling.services.messages`; lists, counts, search and sync
+are :mod:`~signaling.services.inbox`.
+"""
 
 from __future__ import annotations
 
-import base64
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Any
 
-from signaling.domain import routing, textblocks
+from signaling.domain import routing
 from signaling.domain.errors import Conflict, Forbidden, Invalid, NotFound
-from signaling.domain.models import (
-    ATTACHMENT_KINDS,
-    CLIENT_MESSAGE_KINDS,
-    Conversation,
-    Message,
-    new_id,
-    parse_iso,
-    utcnow,
-)
+from signaling.domain.models import Conversation, Message, new_id, utcnow
 from signaling.services.fanout import Audience
 from signaling.services.principal import Principal
 from signaling.services.timeline import Timeline
 from signaling.storage.base import ConversationQuery
-
-CUSTOMER_KINDS = frozenset({"text", "image", "video", "audio", "file", "flow_answer"})
-AGENT_KINDS = frozenset(CLIENT_MESSAGE_KINDS) - {"flow_answer"}
-SECTIONS = ("unassigned", "mine", "team", "done")
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,24 +25,9 @@ class ChatSettings:
     page_size: int = 50
 
 
-def encode_cursor(conv: Conversation) -> str:
-    raw = f"{conv.updated_at.isoformat()}|{conv.id}".encode()
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
-
-
-def decode_cursor(cursor: str) -> tuple[datetime, str]:
-    try:
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
-        stamp, conv_id = raw.split("|", 1)
-        parsed = parse_iso(stamp)
-    except (ValueError, UnicodeDecodeError):
-        raise Invalid("bad cursor", field="cursor") from None
-    if parsed is None:
-        raise Invalid("bad cursor", field="cursor")
-    return parsed, conv_id
-
-
 class ConversationService:
+    """A conversation's life cycle: start, routing to agents, assignment, status, typing and receipts."""
+
     def __init__(self, timeline: Timeline, settings: ChatSettings | None = None) -> None:
         self.timeline = timeline
         self.store = timeline.store
@@ -115,7 +90,7 @@ class ConversationService:
         if start_key:
             await self.store.set_meta(start_key, conv.id)
         if body:
-            result = await self.timeline.append(self._message(principal, conv, "text", body, client_id))
+            result = await self.timeline.append(self.new_message(principal, conv, "text", body, client_id))
             conv = result.conversation
         await self._route_new(conv)
         return await self.store.get_conversation(conv.id) or conv
@@ -209,8 +184,8 @@ class ConversationService:
                 assigned += 1
         return assigned
 
-    # -- messages -------------------------------------------------------------------------------------
-    def _message(
+    # -- new messages (the start's first one, and MessageService's) -----------------------------------
+    def new_message(
         self,
         principal: Principal,
         conv: Conversation,
@@ -219,6 +194,7 @@ class ConversationService:
         client_id: str | None,
         data: dict[str, Any] | None = None,
     ) -> Message:
+        """A message of ``principal`` in ``conv``, not stored yet (seq 0); checks the body length."""
         if len(body) > self.settings.message_max_chars:
             raise Invalid(f"body is longer than {self.settings.message_max_chars} characters", field="body")
         return Message(
@@ -232,191 +208,6 @@ class ConversationService:
             data=data or {},
             created_at=utcnow(),
         )
-
-    async def send(
-        self,
-        principal: Principal,
-        conversation_id: str,
-        client_id: str,
-        kind: str,
-        body: str = "",
-        *,
-        attachment_id: str | None = None,
-        article_id: str | None = None,
-        flow_id: str | None = None,
-        textblock_id: str | None = None,
-        flow_answer: dict[str, Any] | None = None,
-    ) -> Message:
-        # Below, ``conv`` serves for its id and visitor only (for a customer it may be a remembered copy).
-        conv = await self.timeline.conversation_to_append(principal, conversation_id)
-        allowed = AGENT_KINDS if principal.is_agent else CUSTOMER_KINDS
-        if kind not in allowed:
-            raise Invalid(f"kind {kind!r} cannot be sent here", field="kind")
-        data: dict[str, Any] = {}
-        body = body.strip() if isinstance(body, str) else ""
-        if kind == "text":
-            if not body:
-                raise Invalid("body is empty", field="body")
-        elif kind in ATTACHMENT_KINDS:
-            if not attachment_id:
-                raise Invalid("attachment_id is required", field="attachment_id")
-            att = await self.store.get_attachment(attachment_id)
-            if att is None or att.conversation_id != conv.id:
-                raise NotFound("no such attachment", field="attachment_id")
-            if kind != "file" and att.kind != kind:
-                raise Invalid(f"the attachment is a {att.kind}, not a {kind}", field="kind")
-            data["attachment"] = att.to_wire()
-        elif kind == "chatblock":
-            if not textblock_id:
-                raise Invalid("textblock_id is required", field="textblock_id")
-            block = await self.store.get_textblock(textblock_id)
-            if block is None:
-                raise NotFound("no such text block", field="textblock_id")
-            body = textblocks.fill(block.body, await self.variables(principal, conv))
-            data["textblock_id"] = block.id
-        elif kind == "article":
-            if not article_id:
-                raise Invalid("article_id is required", field="article_id")
-            article = await self.store.get_article(article_id)
-            if article is None:
-                raise NotFound("no such article", field="article_id")
-            data["article"] = article.to_wire()
-            body = body or article.title
-        elif kind == "flow":
-            if not flow_id:
-                raise Invalid("flow_id is required", field="flow_id")
-            flow = await self.store.get_flow(flow_id)
-            if flow is None:
-                raise NotFound("no such flow", field="flow_id")
-            data["flow"] = flow.to_wire()
-            body = body or flow.name
-        elif kind == "flow_answer":
-            data["flow_answer"] = await self._flow_answer(conv, flow_answer, body)
-            body = data["flow_answer"]["answer"]
-        message = self._message(principal, conv, kind, body, client_id, data)
-        result = await self.timeline.append(message, skip_sid=None)
-        reopen = principal.is_customer and result.conversation.status == "done"  # appends keep the status
-        stored = result.message
-        if result.created is False and (
-            stored.author.kind != principal.kind or stored.author.id != principal.id or stored.is_note
-        ):
-            raise Conflict("client_id already used by someone else or by a note", field="client_id")
-        if result.created and reopen:
-            await self._reopen(result.conversation)
-        return stored
-
-    async def _flow_answer(
-        self, conv: Conversation, answer: dict[str, Any] | None, body: str
-    ) -> dict[str, Any]:
-        if not isinstance(answer, dict):
-            raise Invalid("flow_answer {flow_id, step_id, answer} is required", field="flow_answer")
-        flow_id, step_id = answer.get("flow_id"), answer.get("step_id")
-        text = answer.get("answer", body)
-        if not isinstance(flow_id, str) or not isinstance(step_id, str) or not isinstance(text, str):
-            raise Invalid("flow_answer needs string flow_id, step_id and answer", field="flow_answer")
-        text = text.strip()
-        if not text:
-            raise Invalid("the answer is empty", field="flow_answer")
-        flow = await self.store.get_flow(flow_id)
-        step = next((s for s in flow.steps if s.get("id") == step_id), None) if flow else None
-        if flow is None or step is None:
-            raise NotFound("no such flow step", field="flow_answer")
-        buttons = step.get("buttons") or []
-        if buttons and text not in buttons and not step.get("free_text"):
-            raise Invalid("the answer is not one of the step's buttons", field="flow_answer")
-        return {"flow_id": flow_id, "step_id": step_id, "question": step.get("question", ""), "answer": text}
-
-    async def variables(self, principal: Principal, conv: Conversation) -> dict[str, str]:
-        visitor = await self.store.get_visitor(conv.visitor_id)
-        assignee = await self.store.get_agent(conv.assignee_id) if conv.assignee_id else None
-        agent = principal.agent or assignee
-        return {
-            "customer.name": (visitor.name if visitor else "") or "",
-            "customer.email": (visitor.email if visitor else "") or "",
-            "agent.name": agent.name if agent else "",
-            "agent.email": agent.email if agent else "",
-            "conversation.id": conv.id,
-        }
-
-    async def add_note(
-        self, principal: Principal, conversation_id: str, body: str, client_id: str | None = None
-    ) -> Message:
-        if not principal.is_agent:
-            raise Forbidden("only agents write notes")
-        conv = await self.timeline.conversation_for(principal, conversation_id)
-        body = body.strip()
-        if not body:
-            raise Invalid("body is empty", field="body")
-        if len(body) > self.settings.message_max_chars:
-            raise Invalid("note too long", field="body")
-        result = await self.timeline.note(conv, principal.author(), body, client_id)
-        stored = result.message
-        if not result.created and (not stored.is_note or stored.author.id != principal.id):
-            raise Conflict("client_id already used by another message", field="client_id")
-        return stored
-
-    # -- sync and lists -------------------------------------------------------------------------------
-    async def sync(self, principal: Principal, conversation_id: str, after_seq: int) -> dict[str, Any]:
-        conv = await self.timeline.conversation_for(principal, conversation_id)
-        limit = 1000
-        messages = await self.store.list_messages(
-            conv.id, after_seq=after_seq, include_notes=principal.is_agent, limit=limit + 1
-        )
-        has_more = len(messages) > limit
-        messages = messages[:limit]
-        requests = await self.store.list_requests(conv.id)
-        wire = await self.timeline.wire(conv)
-        if principal.is_customer:
-            wire = self.timeline.customer_view(wire)
-        return {
-            "conversation": wire,
-            "messages": [m.to_wire() for m in messages],
-            "requests": [r.to_wire() for r in requests],
-            "has_more": has_more,
-        }
-
-    async def list_section(
-        self, principal: Principal, section: str, cursor: str | None = None, limit: int | None = None
-    ) -> dict[str, Any]:
-        query = self._section_query(principal, section, limit)
-        if cursor:
-            query.before = decode_cursor(cursor)
-        rows = await self.store.list_conversations(query)
-        out = await self.timeline.wire_many(rows)
-        if principal.is_customer:
-            out = [self.timeline.customer_view(c) for c in out]
-        next_cursor = encode_cursor(rows[-1]) if len(rows) == query.limit else None
-        return {"conversations": out, "cursor": next_cursor}
-
-    def _section_query(self, principal: Principal, section: str, limit: int | None) -> ConversationQuery:
-        """The store query of a list section (a customer has one: their own conversations)."""
-        if principal.is_customer:
-            assert principal.visitor is not None
-            query = ConversationQuery(visitor_id=principal.visitor.id, limit=limit or self.settings.page_size)
-        else:
-            agent = principal.agent
-            assert agent is not None
-            if section not in SECTIONS:
-                raise Invalid(f"section must be one of {', '.join(SECTIONS)}", field="section")
-            team_ids = None if agent.is_admin else list(agent.team_ids)
-            query = ConversationQuery(team_ids=team_ids, limit=limit or self.settings.page_size)
-            if section == "unassigned":
-                query.status, query.assignee_id = "open", None
-            elif section == "mine":
-                query.status, query.assignee_id, query.team_ids = "open", agent.id, None
-            elif section == "team":
-                query.status = "open"
-            else:
-                query.status = "done"
-        return query
-
-    async def counts(self, principal: Principal) -> dict[str, dict[str, int]]:
-        """Per section: how many conversations and how many unread customer messages (first page)."""
-        result: dict[str, dict[str, int]] = {}
-        for section in SECTIONS[:3]:
-            counted = await self.store.count_conversations(self._section_query(principal, section, 200))
-            result[section] = {"count": counted.count, "unread": counted.unread}
-        return result
 
     # -- assignment -----------------------------------------------------------------------------------
     async def assign(
@@ -528,7 +319,8 @@ class ConversationService:
             await self.drain_queue([conv.team_id])
         return conv
 
-    async def _reopen(self, conv: Conversation) -> None:
+    async def reopen(self, conv: Conversation) -> None:
+        """Reopen ``conv`` if it is still done (a customer wrote in it), then ring whoever may take it."""
         async with self._conversation_lock(conv.id):
             current = await self.store.get_conversation(conv.id)
             if current is None or current.status != "done":
@@ -568,37 +360,6 @@ class ConversationService:
                 "conversation.updated", {"conversation": wire}, self.timeline.agents_of(conv)
             )
         return conv
-
-    async def search(self, principal: Principal, q: str) -> list[dict[str, Any]]:
-        agent = principal.agent
-        if agent is None:
-            raise Forbidden("only agents search")
-        q = q.strip()
-        if len(q) < 2:
-            raise Invalid("the query needs at least 2 characters", field="q")
-        if agent.is_admin:
-            team_ids = [t.id for t in await self.store.list_teams()]
-        else:
-            team_ids = list(agent.team_ids)
-        rows = await self.store.search_conversations(team_ids, q, include_notes=True)
-        return await self.timeline.wire_many(rows)
-
-    async def search_textblocks(
-        self, principal: Principal, q: str, conversation_id: str | None = None
-    ) -> list[dict[str, Any]]:
-        if principal.agent is None:
-            raise Forbidden("only agents use text blocks")
-        language = None
-        if conversation_id:
-            conv = await self.timeline.conversation_for(principal, conversation_id)
-            language = conv.language or None
-        blocks = [
-            b
-            for b in await self.store.list_textblocks()
-            if b.team_id is None or principal.agent.is_admin or b.team_id in principal.agent.team_ids
-        ]
-        found = textblocks.search(blocks, q, language=language or principal.agent.locale, limit=10)
-        return [b.to_wire() for b in found]
 
 
 __all__ = ["ConversationService", "ChatSettings"]
