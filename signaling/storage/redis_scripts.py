@@ -256,3 +256,25 @@ UNLOCK = r"""
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
 return 0
 """
+
+PRESENCE_SWEEP_NODE = r"""
+-- Forget every socket of a node whose liveness key is gone (a dead node), once: a second sweeper finds
+-- the node's set empty. KEYS: node's liveness key, node's socket set, online agents set
+-- ARGV: prefix, node -> ids of the agents this took offline (none when the node is alive)
+if redis.call('EXISTS', KEYS[1]) == 1 then return {} end
+local offline = {}
+local members = redis.call('SMEMBERS', KEYS[2])
+for _, m in ipairs(members) do
+  local sep = string.find(m, '\31', 1, true)
+  if sep then
+    local agent = string.sub(m, 1, sep - 1)
+    local key = ARGV[1] .. 'pres:' .. agent
+    redis.call('SREM', key, ARGV[2] .. '\31' .. string.sub(m, sep + 1))
+    if redis.call('SCARD', key) == 0 and redis.call('SREM', KEYS[3], agent) == 1 then
+      table.insert(offline, agent)
+    end
+  end
+end
+redis.call('DEL', KEYS[2])
+return offline
+"""
