@@ -6,7 +6,15 @@ from typing import Any
 
 from signaling.domain import textblocks
 from signaling.domain.errors import Conflict, Forbidden, Invalid, NotFound
-from signaling.domain.models import ATTACHMENT_KINDS, CLIENT_MESSAGE_KINDS, Conversation, Message
+from signaling.domain.models import (
+    ATTACHMENT_KINDS,
+    CLIENT_MESSAGE_KINDS,
+    Agent,
+    Conversation,
+    Message,
+    new_id,
+    utcnow,
+)
 from signaling.services.conversations import ConversationService
 from signaling.services.principal import Principal
 
@@ -37,6 +45,11 @@ class MessageService:
         textblock_id: str | None = None,
         flow_answer: dict[str, Any] | None = None,
     ) -> Message:
+        agent = principal.agent
+        if agent is not None and kind == "text" and isinstance(body, str):
+            text = body.strip()
+            if text and len(text) <= self.settings.message_max_chars:
+                return await self._send_agent_text(principal, agent, conversation_id, client_id, text)
         # Below, ``conv`` serves for its id and visitor only (for a customer it may be a remembered copy).
         conv = await self.timeline.conversation_to_append(principal, conversation_id)
         allowed = AGENT_KINDS if principal.is_agent else CUSTOMER_KINDS
@@ -93,6 +106,32 @@ class MessageService:
             raise Conflict("client_id already used by someone else or by a note", field="client_id")
         if result.created and reopen:
             await self.conversations.reopen(result.conversation)
+        return stored
+
+    async def _send_agent_text(
+        self, principal: Principal, agent: Agent, conversation_id: str, client_id: str, body: str
+    ) -> Message:
+        """An agent's valid text message, in one store call: the access check (:meth:`Timeline.may_access`)
+        travels with the append as an :class:`AccessRule` instead of a conversation read before it (on
+        Redis, one round trip instead of two). Errors are the same as :meth:`send`'s: ``not_found`` for a
+        conversation that is missing or not the agent's, replays included; ``conflict`` for a client_id
+        taken by someone else or by a note."""
+        message = Message(
+            id=new_id("msg"),
+            conversation_id=conversation_id,
+            seq=0,
+            client_id=client_id or new_id("c"),
+            author=principal.author(),
+            kind="text",
+            body=body,
+            created_at=utcnow(),
+        )
+        result = await self.timeline.append(message, skip_sid=None, access=self.timeline.append_rule(agent))
+        stored = result.message
+        if result.created is False and (
+            stored.author.kind != principal.kind or stored.author.id != principal.id or stored.is_note
+        ):
+            raise Conflict("client_id already used by someone else or by a note", field="client_id")
         return stored
 
     async def _flow_answer(

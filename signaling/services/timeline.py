@@ -7,10 +7,10 @@ import re
 from typing import Any
 
 from signaling.domain.errors import NotFound
-from signaling.domain.models import Author, Conversation, Message, Visitor, new_id, utcnow
+from signaling.domain.models import Agent, Author, Conversation, Message, Visitor, new_id, utcnow
 from signaling.services.fanout import Audience, Fanout
 from signaling.services.principal import Principal
-from signaling.storage.base import AppendResult, Store
+from signaling.storage.base import AccessRule, AppendResult, Store
 
 OWNED_CACHE_SIZE = 50_000
 """Conversations remembered per node as "this visitor's" (oldest entries go first)."""
@@ -198,9 +198,19 @@ class Timeline:
         return wire
 
     # -- appends --------------------------------------------------------------------------------------
-    async def append(self, message: Message, skip_sid: str | None = None) -> AppendResult:
-        """Store ``message`` and, if it is new, send ``message.new`` to who may see it."""
-        result = await self.store.append_message(message)
+    @staticmethod
+    def append_rule(agent: Agent) -> AccessRule:
+        """:meth:`may_access` for ``agent`` as a rule the store checks atomically with an append."""
+        if agent.is_admin:
+            return AccessRule(everyone=True)
+        return AccessRule(team_ids=frozenset(agent.team_ids), assignee_id=agent.id)
+
+    async def append(
+        self, message: Message, skip_sid: str | None = None, access: AccessRule | None = None
+    ) -> AppendResult:
+        """Store ``message`` and, if it is new, send ``message.new`` to who may see it. With ``access``, the
+        store refuses (``NotFound("no such conversation")``) a conversation that does not pass it."""
+        result = await self.store.append_message(message, access)
         if result.created:
             await self.publish(result.conversation, result.message, skip_sid=skip_sid)
         return result

@@ -63,6 +63,26 @@ class AppendResult:
 
 
 @dataclass(frozen=True, slots=True)
+class AccessRule:
+    """Who may append to a conversation, checked by ``append_message`` atomically with the write: the
+    conversation's team is one of ``team_ids`` or it is assigned to ``assignee_id``; ``everyone`` lets any
+    conversation through (an admin). A refusal is ``NotFound("no such conversation")``, as for a
+    conversation that does not exist (existence is not leaked)."""
+
+    team_ids: frozenset[str] = frozenset()
+    assignee_id: str | None = None
+    everyone: bool = False
+
+    def allows(self, team_id: str | None, assignee_id: str | None) -> bool:
+        """Whether a conversation of ``team_id`` assigned to ``assignee_id`` passes."""
+        return (
+            self.everyone
+            or (team_id is not None and team_id in self.team_ids)
+            or (self.assignee_id is not None and assignee_id == self.assignee_id)
+        )
+
+
+@dataclass(frozen=True, slots=True)
 class ConversationCounts:
     """What ``count_conversations`` returns: how many conversations match and their summed ``unread``."""
 
@@ -193,13 +213,15 @@ class Store(Protocol):
         ``team_ids`` gives ``[]``."""
 
     # -- messages -------------------------------------------------------------------------------------
-    async def append_message(self, message: Message) -> AppendResult:
+    async def append_message(self, message: Message, access: AccessRule | None = None) -> AppendResult:
         """Store ``message`` with the next ``seq`` (the given ``seq`` is ignored), atomically with the
         conversation's counters: ``last_seq``, ``updated_at``; ``unread`` + 1 for a customer message;
         ``last_message_at`` / ``last_message_preview`` for any kind but ``note``. Idempotent on
         ``(conversation_id, client_id)`` (an empty ``client_id`` is never deduplicated); the conversation's
         ``updated_at`` becomes max(stored, ``message.created_at``). ``NotFound`` if the conversation does
-        not exist."""
+        not exist. With ``access``, the conversation must also pass it (checked first, replays included,
+        in the same transaction as the write): otherwise ``NotFound("no such conversation")`` without
+        details, whether it is missing or refused, and nothing is written."""
 
     async def list_messages(
         self, conversation_id: str, *, after_seq: int = 0, include_notes: bool = True, limit: int = 1000

@@ -9,7 +9,7 @@ from typing import Any
 
 from signaling.domain.errors import Conflict, Invalid, NotFound
 from signaling.domain.models import Conversation, Message
-from signaling.storage.base import ANY, AppendResult, ConversationCounts, ConversationQuery, _Any
+from signaling.storage.base import ANY, AccessRule, AppendResult, ConversationCounts, ConversationQuery, _Any
 from signaling.storage.redis_codec import (
     decode,
     decode_message,
@@ -230,8 +230,9 @@ class RedisConversations(RedisCore):
 
     # -- messages -------------------------------------------------------------------------------------
 
-    async def append_message(self, message: Message) -> AppendResult:
-        """Store with the next ``seq`` and update the counters; idempotent on ``client_id``."""
+    async def append_message(self, message: Message, access: AccessRule | None = None) -> AppendResult:
+        """Store with the next ``seq`` and update the counters; idempotent on ``client_id``. ``access`` is
+        checked by the script itself, so that one round trip both authorises and appends."""
         m = message
         cid = m.conversation_id
         visible = m.kind != "note"
@@ -253,10 +254,13 @@ class RedisConversations(RedisCore):
             "1" if visible else "0",
             m.body[:PREVIEW_CHARS],
             fold(m.body),
+            *_access_args(access),
             *flat(fields),
         ]
         result = await self._script("APPEND_MESSAGE", keys, args, idempotent=True)
         status = int(result[0])
+        if status == -2:
+            raise NotFound("no such conversation")
         if status == -1:
             raise NotFound("no such conversation", id=cid)
         conversation = decode(Conversation, pairs(result[3]))
@@ -351,3 +355,13 @@ class _IndexWalker:
             if self.cursor is not None and score == self.cursor[0] and member >= self.cursor[1]:
                 continue
             self.buffer.append((score, member))
+
+
+def _access_args(access: AccessRule | None) -> tuple[str, str, str]:
+    """The append script's access arguments: kind (``''``, ``all``, ``rule``), assignee, NUL-framed teams."""
+    if access is None:
+        return "", "", ""
+    if access.everyone:
+        return "all", "", ""
+    teams = "".join(f"\0{t}" for t in sorted(access.team_ids))
+    return "rule", access.assignee_id or "", teams + "\0" if teams else ""

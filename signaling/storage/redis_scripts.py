@@ -161,9 +161,21 @@ APPEND_MESSAGE = (
 -- KEYS: conversation hash, message stream, client_id -> seq hash, message id -> seq hash,
 --       customer-message seqs zset, folded search text (bodies or notes)
 -- ARGV: prefix, message id, client_id, created_at, is customer ('1'|'0'), visible ('1'|'0'),
---       preview, folded body, field/value pairs of the message (without seq)...
+--       preview, folded body, access ('' = none, 'all', or 'rule'), assignee id the rule lets through
+--       ('' = none), the rule's team ids each between NULs ('\0t1\0t2\0'),
+--       field/value pairs of the message (without seq)...
 -- -> {1, seq, {}, conversation} | {0, seq, stored message, conversation} (already stored) | {-1}
+--    | {-2} (refused by the access rule, or no conversation while a rule is given; nothing written)
 -- The message id is checked too, so a script retried after a lost reply never stores twice.
+if ARGV[9] ~= '' then
+  local c = redis.call('HMGET', KEYS[1], 'id', 'team_id', 'assignee_id')
+  if not c[1] then return {-2} end
+  if ARGV[9] ~= 'all' then
+    local team_ok = c[2] and c[2] ~= '' and string.find(ARGV[11], '\0' .. c[2] .. '\0', 1, true)
+    local assignee_ok = ARGV[10] ~= '' and c[3] == ARGV[10]
+    if not team_ok and not assignee_ok then return {-2} end
+  end
+end
 local seq = redis.call('HGET', KEYS[4], ARGV[2])
 if not seq and ARGV[3] ~= '' then seq = redis.call('HGET', KEYS[3], ARGV[3]) end
 if seq then
@@ -172,7 +184,7 @@ if seq then
 end
 if redis.call('EXISTS', KEYS[1]) == 0 then return {-1} end
 seq = redis.call('HINCRBY', KEYS[1], 'last_seq', 1)
-redis.call('XADD', KEYS[2], seq .. '-0', 'seq', seq, unpack(ARGV, 9))
+redis.call('XADD', KEYS[2], seq .. '-0', 'seq', seq, unpack(ARGV, 12))
 redis.call('HSET', KEYS[4], ARGV[2], seq)
 if ARGV[3] ~= '' then redis.call('HSET', KEYS[3], ARGV[3], seq) end
 if ARGV[5] == '1' then

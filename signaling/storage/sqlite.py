@@ -51,7 +51,7 @@ from signaling.storage import sqlite_ops as ops
 from signaling.storage import sqlite_ops_conversations as conversations
 from signaling.storage import sqlite_ops_directory as directory
 from signaling.storage import sqlite_rows as s
-from signaling.storage.base import ANY, AppendResult, ConversationCounts, ConversationQuery, _Any
+from signaling.storage.base import ANY, AccessRule, AppendResult, ConversationCounts, ConversationQuery, _Any
 from signaling.storage.sqlite_ops_conversations import PREVIEW_CHARS
 from signaling.storage.sqlite_worker import SqliteWorker, WorkerStats
 
@@ -283,9 +283,10 @@ class SqliteStore:
 
     # -- messages -------------------------------------------------------------------------------------
 
-    async def append_message(self, message: Message) -> AppendResult:
-        """Store with the next ``seq`` and update the counters; idempotent on ``client_id``."""
-        result = await self._write(conversations.append_message, message)
+    async def append_message(self, message: Message, access: AccessRule | None = None) -> AppendResult:
+        """Store with the next ``seq`` and update the counters; idempotent on ``client_id``; with
+        ``access``, refused (``NotFound``) unless the conversation passes it, in the writer's transaction."""
+        result = await self._write(conversations.append_message, message, access)
         self._remember(result.conversation)
         return result
 

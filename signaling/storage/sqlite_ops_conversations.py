@@ -17,6 +17,7 @@ from signaling.domain.models import Conversation, Message, Request
 from signaling.storage import sqlite_rows as s
 from signaling.storage.base import (
     LIVE_REQUEST_STATES,
+    AccessRule,
     AppendResult,
     ConversationCounts,
     ConversationQuery,
@@ -136,8 +137,10 @@ def search_conversations(
 # -- messages
 
 
-def append_message(conn: Conn, m: Message) -> AppendResult:
-    """Store with the next ``seq`` and update the counters; idempotent on ``client_id``."""
+def append_message(conn: Conn, m: Message, access: AccessRule | None = None) -> AppendResult:
+    """Store with the next ``seq`` and update the counters; idempotent on ``client_id``. With ``access``,
+    the conversation must pass it (``NotFound`` otherwise, nothing written): checked in the ``UPDATE``'s
+    ``WHERE`` for a new message (no extra statement), by a read for a replay."""
     if m.client_id:
         row = conn.execute(
             "SELECT * FROM messages WHERE conversation_id = ? AND client_id = ?",
@@ -145,14 +148,19 @@ def append_message(conn: Conn, m: Message) -> AppendResult:
         ).fetchone()
         if row is not None:
             conversation = must_get(conn, "conversations", m.conversation_id, s.conversation_from)
+            if access is not None and not access.allows(conversation.team_id, conversation.assignee_id):
+                raise NotFound("no such conversation")
             return AppendResult(message=s.message_from(row), created=False, conversation=conversation)
+    where, where_params = _access_where(access)
     at = s.ts(m.created_at)
     visible = m.kind != "note"
     # One statement takes the next seq and updates the counters (3 statements per message, not 6).
     row = conn.execute(
         "UPDATE conversations SET last_seq = last_seq + 1, updated_at = MAX(updated_at, ?), unread = unread + ?, "
         "last_message_at = CASE WHEN ? THEN ? ELSE last_message_at END, "
-        "last_message_preview = CASE WHEN ? THEN ? ELSE last_message_preview END WHERE id = ? RETURNING *",
+        "last_message_preview = CASE WHEN ? THEN ? ELSE last_message_preview END WHERE id = ?"
+        + where
+        + " RETURNING *",
         (
             at,
             1 if m.author.kind == "customer" else 0,
@@ -161,9 +169,12 @@ def append_message(conn: Conn, m: Message) -> AppendResult:
             visible,
             m.body[:PREVIEW_CHARS],
             m.conversation_id,
+            *where_params,
         ),
     ).fetchone()
     if row is None:
+        if access is not None:
+            raise NotFound("no such conversation")
         raise NotFound("no such conversation", id=m.conversation_id)
     conversation = s.conversation_from(row)
     seq = conversation.last_seq
@@ -177,6 +188,21 @@ def append_message(conn: Conn, m: Message) -> AppendResult:
         created_at=m.created_at.astimezone(UTC),
     )
     return AppendResult(message=stored, created=True, conversation=conversation)
+
+
+def _access_where(access: AccessRule | None) -> tuple[str, tuple[str, ...]]:
+    """The ``AND ...`` the append's ``UPDATE`` adds for ``access``, and its parameters."""
+    if access is None or access.everyone:
+        return "", ()
+    terms, params = [], tuple(sorted(access.team_ids))
+    if params:
+        terms.append(f"team_id IN ({placeholders(list(params))})")
+    if access.assignee_id is not None:
+        terms.append("assignee_id = ?")
+        params = (*params, access.assignee_id)
+    if not terms:
+        return " AND 0", ()
+    return f" AND ({' OR '.join(terms)})", params
 
 
 def list_messages(
