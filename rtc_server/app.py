@@ -170,9 +170,32 @@ async def _background_ctx(app: web.Application) -> AsyncIterator[None]:
             except Exception:
                 log.exception("request expiry sweep failed")
 
+    config = app[CONFIG]
+    presence = services.presence
+    # before the node accepts connections: a sweeper elsewhere must not take a starting node for a dead one
+    await presence.heartbeat(config.node_dead_after_s)
+
+    async def liveness_loop() -> None:
+        me = asyncio.current_task()
+        while True:
+            # a cancellation that a client library turned into an error below must still stop the loop
+            if me is not None and me.cancelling():
+                raise asyncio.CancelledError
+            await asyncio.sleep(config.node_heartbeat_s)
+            try:
+                await presence.heartbeat(config.node_dead_after_s)
+            except Exception:
+                log.exception("node heartbeat failed")
+            try:
+                gone = await presence.sweep_dead_nodes()
+                if gone:
+                    log.info("dead nodes' presence swept: %d agents went offline", len(gone))
+            except Exception:
+                log.exception("dead node sweep failed")
+
     tasks = app[TASKS]
     tasks.append(asyncio.create_task(expiry_loop(), name="request-expiry"))
-    config = app[CONFIG]
+    tasks.append(asyncio.create_task(liveness_loop(), name="node-liveness"))
     if config.recordings_keep_days > 0:
         from rtc_server.media.recording import sweep_recordings
 

@@ -50,6 +50,12 @@ class Config:
     recordings_keep_days: float = 0.0
     """Finished recordings older than this many days are deleted (``RTC_RECORDINGS_KEEP_DAYS``; checked
     hourly); 0 keeps them forever."""
+    node_heartbeat_s: float = 5.0
+    """How often this node renews its liveness mark on the store and sweeps dead nodes' presence
+    (``RTC_NODE_HEARTBEAT_S``)."""
+    node_dead_after_s: float = 15.0
+    """A node whose liveness mark is this old counts as dead: its agents' presence is cleared by the
+    other nodes (``RTC_NODE_DEAD_AFTER_S``; keep it at least 3 times ``node_heartbeat_s``)."""
     allowed_origins: tuple[str, ...] = ()
     """Origins allowed to open Socket.IO connections; empty: any origin."""
     web_dir: str = ""

@@ -12,7 +12,9 @@ from signaling.storage.base import Store
 
 
 class PresenceService:
-    def __init__(self, store: Store, fanout: Fanout, conversations: ConversationService, node_id: str) -> None:
+    def __init__(
+        self, store: Store, fanout: Fanout, conversations: ConversationService, node_id: str
+    ) -> None:
         self.store = store
         self.fanout = fanout
         self.conversations = conversations
@@ -28,6 +30,27 @@ class PresenceService:
         count = await self.store.presence_remove(agent.id, self.node_id, sid)
         if count == 0:
             await self._announce(agent, online=False)
+
+    async def heartbeat(self, ttl_s: float) -> None:
+        """Mark this node alive for ``ttl_s`` seconds (called every third of it, and once before the node
+        accepts connections, so that no sweeper takes a starting node for a dead one)."""
+        await self.store.node_heartbeat(self.node_id, ttl_s)
+
+    async def sweep_dead_nodes(self) -> list[str]:
+        """Forget the sockets of every node whose heartbeat lapsed (killed, machine lost: its disconnect
+        handlers never ran) and announce each agent that thereby went offline, as a last disconnect does.
+        The store clears a node atomically and only while it is dead, so two sweeping nodes never announce
+        the same agent twice and a live node is never touched. Returns the agents announced offline."""
+        offline: list[str] = []
+        for node_id in await self.store.dead_presence_nodes():
+            if node_id == self.node_id:
+                continue  # this node is running; its own heartbeat is merely late
+            for agent_id in await self.store.clear_node_presence(node_id):
+                agent = await self.store.get_agent(agent_id)
+                if agent is not None:
+                    await self._announce(agent, online=False)
+                offline.append(agent_id)
+        return offline
 
     async def _announce(self, agent: Agent, online: bool) -> None:
         current = await self.store.get_agent(agent.id) or agent

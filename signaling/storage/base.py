@@ -172,6 +172,20 @@ class Store(Protocol):
     async def presence_online(self) -> set[str]:
         """Ids of agents with at least one live socket on any node."""
 
+    # -- node liveness (a node that dies without closing its sockets leaves presence behind) ----------
+    async def node_heartbeat(self, node_id: str, ttl_s: float) -> None:
+        """Mark ``node_id`` alive for the next ``ttl_s`` seconds. Every node calls this every few seconds
+        (a third of the TTL); a node whose mark lapses counts as dead and its presence gets swept."""
+
+    async def dead_presence_nodes(self) -> list[str]:
+        """Ids of nodes that still have presence entries but no live heartbeat mark (died without running
+        their disconnect handlers). A node that never sent a heartbeat counts as dead."""
+
+    async def clear_node_presence(self, node_id: str) -> list[str]:
+        """Atomically forget every socket of ``node_id`` if, and only if, it has no live heartbeat mark;
+        returns the ids of the agents that thereby have no socket left on any node (each once: a second
+        caller racing the first gets an empty list). A live node's entries are never touched."""
+
     # -- visitors -------------------------------------------------------------------------------------
     async def create_visitor(self, visitor: Visitor) -> Visitor: ...
 

@@ -4,7 +4,10 @@ kind helpers, presence through its scripts)."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from signaling.domain.models import Agent, Article, Attachment, Flow, Team, TextBlock, Visitor
+from signaling.storage import redis_scripts as lua
 from signaling.storage.redis_codec import fold
 from signaling.storage.redis_core import (
     _AGENT,
@@ -98,6 +101,38 @@ class RedisDirectory(RedisCore):
         """Ids of agents with at least one socket on any node."""
         members = await self._read(lambda c: c.smembers(self._k("online")))
         return set(members)
+
+    # -- node liveness --------------------------------------------------------------------------------
+
+    async def node_heartbeat(self, node_id: str, ttl_s: float) -> None:
+        """Set ``node:alive:<node>`` with a ``ttl_s`` expiry."""
+        key, ms = self._k("node", "alive", node_id), max(1, int(ttl_s * 1000))
+        await self._call(lambda c: c.set(key, "1", px=ms), idempotent=True)
+
+    async def dead_presence_nodes(self) -> list[str]:
+        """Nodes with a ``pres:node:<node>`` set and no ``node:alive:<node>`` key (a SCAN of the sets)."""
+        head = self._k("pres", "node", "")
+
+        async def walk(c: Any) -> list[str]:
+            nodes = sorted({k[len(head) :] async for k in c.scan_iter(match=head + "*", count=500)})
+            if not nodes:
+                return []
+            alive = await c.mget([self._k("node", "alive", n) for n in nodes])
+            return [n for n, mark in zip(nodes, alive, strict=True) if mark is None]
+
+        return await self._read(walk)
+
+    async def clear_node_presence(self, node_id: str) -> list[str]:
+        """Run ``PRESENCE_SWEEP_NODE``: nothing when the node is alive, else its sockets are forgotten
+        and the agents it took offline returned (each once across racing sweepers)."""
+        script = self._scripts.get("PRESENCE_SWEEP_NODE")
+        if script is None:  # registered here, beside its only caller
+            script = self._scripts["PRESENCE_SWEEP_NODE"] = self._client().register_script(
+                lua.PRESENCE_SWEEP_NODE
+            )
+        keys = [self._k("node", "alive", node_id), self._k("pres", "node", node_id), self._k("online")]
+        result = await self._script("PRESENCE_SWEEP_NODE", keys, [self.prefix, node_id], idempotent=True)
+        return sorted(str(a) for a in result)
 
     # -- visitors -------------------------------------------------------------------------------------
 

@@ -28,6 +28,7 @@ import contextlib
 import dataclasses
 import operator
 import sqlite3
+import time
 import weakref
 from collections.abc import AsyncIterator, Callable
 from datetime import datetime
@@ -207,6 +208,20 @@ class SqliteStore:
     async def presence_online(self) -> set[str]:
         """Ids of agents with at least one socket."""
         return await self._read(directory.presence_online)
+
+    # -- node liveness (heartbeats are meta rows; one node per file, but the contract holds anyway) ---
+
+    async def node_heartbeat(self, node_id: str, ttl_s: float) -> None:
+        """Mark ``node_id`` alive for the next ``ttl_s`` seconds."""
+        await self._write(directory.node_heartbeat, node_id, time.time() + ttl_s)
+
+    async def dead_presence_nodes(self) -> list[str]:
+        """Nodes with presence entries and no live heartbeat (e.g. a previous run killed with -9)."""
+        return await self._read(directory.dead_presence_nodes, time.time())
+
+    async def clear_node_presence(self, node_id: str) -> list[str]:
+        """Forget a dead node's sockets in one transaction; the agents that thereby went offline."""
+        return await self._write(directory.clear_node_presence, node_id, time.time())
 
     # -- visitors -------------------------------------------------------------------------------------
 

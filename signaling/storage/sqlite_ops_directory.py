@@ -105,3 +105,39 @@ def presence_remove(conn: Conn, agent_id: str, node_id: str, sid: str) -> int:
 def presence_online(conn: Conn) -> set[str]:
     """Ids of agents with at least one socket."""
     return {r[0] for r in conn.execute("SELECT DISTINCT agent_id FROM presence")}
+
+
+# -- node liveness: a heartbeat is a meta row ``node_alive:<node>`` holding its expiry (epoch seconds)
+
+_ALIVE = "node_alive:"
+
+
+def _alive(conn: Conn, node_id: str, now: float) -> bool:
+    row = conn.execute("SELECT value FROM meta WHERE key = ?", (_ALIVE + node_id,)).fetchone()
+    return row is not None and float(row[0]) > now
+
+
+def node_heartbeat(conn: Conn, node_id: str, expires_at: float) -> None:
+    """Mark ``node_id`` alive until ``expires_at``."""
+    conn.execute(
+        "INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+        (_ALIVE + node_id, repr(expires_at)),
+    )
+
+
+def dead_presence_nodes(conn: Conn, now: float) -> list[str]:
+    """Nodes with presence entries and no heartbeat mark valid at ``now``."""
+    nodes = [r[0] for r in conn.execute("SELECT DISTINCT node_id FROM presence ORDER BY node_id")]
+    return [n for n in nodes if not _alive(conn, n, now)]
+
+
+def clear_node_presence(conn: Conn, node_id: str, now: float) -> list[str]:
+    """Forget a dead node's sockets (nothing when it is alive at ``now``); the agents left with none."""
+    if _alive(conn, node_id, now):
+        return []
+    agents = [
+        r[0] for r in conn.execute("SELECT DISTINCT agent_id FROM presence WHERE node_id = ?", (node_id,))
+    ]
+    conn.execute("DELETE FROM presence WHERE node_id = ?", (node_id,))
+    conn.execute("DELETE FROM meta WHERE key = ?", (_ALIVE + node_id,))
+    return sorted(a for a in agents if _presence_count(conn, a) == 0)
