@@ -175,6 +175,8 @@ async def _background_ctx(app: web.Application) -> AsyncIterator[None]:
     # before the node accepts connections: a sweeper elsewhere must not take a starting node for a dead one
     await presence.heartbeat(config.node_dead_after_s)
 
+    end_orphans = getattr(app[MEDIA], "end_orphaned_sessions", None)  # several nodes only
+
     async def liveness_loop() -> None:
         me = asyncio.current_task()
         while True:
@@ -192,6 +194,13 @@ async def _background_ctx(app: web.Application) -> AsyncIterator[None]:
                     log.info("dead nodes' presence swept: %d agents went offline", len(gone))
             except Exception:
                 log.exception("dead node sweep failed")
+            if end_orphans is not None:
+                try:
+                    ended = await end_orphans()
+                    if ended:
+                        log.info("dead nodes' media sessions: %d requests ended (node_lost)", len(ended))
+                except Exception:
+                    log.exception("dead node media sweep failed")
 
     tasks = app[TASKS]
     tasks.append(asyncio.create_task(expiry_loop(), name="request-expiry"))

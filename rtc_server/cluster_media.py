@@ -45,6 +45,10 @@ _ERRORS: dict[str, type[DomainError]] = {
 }
 
 
+_CLAIM_OWNER = "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0"
+"""Delete an owner key only if it still names the given (dead) node: 1 for the one caller that did."""
+
+
 class ClusterMediaGateway:
     """A :class:`~signaling.services.ports.MediaGateway` that sends each session's calls to the node
     that owns the session (see the module docstring)."""
@@ -77,6 +81,7 @@ class ClusterMediaGateway:
         self._loop_task: asyncio.Task[None] | None = None
         self._handlers: set[asyncio.Task[None]] = set()
         self._closed = False
+        self._sink: MediaEventSink | None = None
 
     # -- keys and client --------------------------------------------------------------------------------
 
@@ -108,6 +113,7 @@ class ClusterMediaGateway:
 
     def set_event_sink(self, sink: MediaEventSink) -> None:
         """Events of sessions owned here go to ``sink``; a ``closed`` one also forgets the owner key."""
+        self._sink = sink
 
         async def forward(event: MediaEvent) -> None:
             if event.type == "closed":
@@ -192,6 +198,36 @@ class ClusterMediaGateway:
                 await client.aclose()
             with contextlib.suppress(Exception):
                 await client.connection_pool.aclose()
+
+    async def end_orphaned_sessions(self) -> list[str]:
+        """End the sessions whose owner node is dead: neither its ``media:alive:<node>`` key nor the
+        store's liveness mark ``node:alive:<node>`` exists (killed, machine lost). Each such owner key is
+        claimed by one node only (compare-and-delete), which then reports the session ``closed`` with
+        reason ``node_lost`` to the event sink, so the request ends through the normal path (timeline,
+        ``request.updated`` to both sides). Returns the request ids ended here."""
+        sink = self._sink
+        if sink is None or self._closed:
+            return []
+        client = self._client()
+        head = self._k("owner", "")
+        keys = [k async for k in client.scan_iter(match=head + "*", count=500)]
+        if not keys:
+            return []
+        owners = await self._redis_call(client.mget(keys))
+        dead: set[str] = set()
+        for node in {o for o in owners if o and o != self.node_id}:
+            marks = await self._redis_call(
+                client.exists(self._k("alive", node), f"{self.prefix}node:alive:{node}")
+            )
+            if not marks:
+                dead.add(node)
+        ended: list[str] = []
+        for key, owner in zip(keys, owners, strict=True):
+            if owner in dead and await self._redis_call(client.eval(_CLAIM_OWNER, 1, key, owner)) == 1:
+                request_id = key[len(head) :]
+                ended.append(request_id)
+                await sink(MediaEvent(type="closed", request_id=request_id, reason="node_lost"))
+        return ended
 
     # -- the caller's side ------------------------------------------------------------------------------
 

@@ -1,7 +1,8 @@
 """A node that dies without its shutdown (``kill -9``) leaves its agents' presence in Redis; the other
 node's liveness sweep clears it and announces those agents offline, while a live, idle node is never
 swept. Node 1 runs in the test's process, node 2 is a real ``python -m rtc_server serve`` child process
-(so it can be killed for real); both use short liveness timings (heartbeat 0.2 s, dead after 1 s).
+(so it can be killed for real); both use short liveness timings (heartbeat 0.2 s, dead after 1 s). A
+request whose media session lived on the killed node is ended (``node_lost``) by the live node.
 """
 
 from __future__ import annotations
@@ -52,7 +53,7 @@ async def pair(tmp_path: Path) -> AsyncIterator[Pair]:
     port = free_port()
     argv = [sys.executable, "-m", "rtc_server", "serve", "--host", "127.0.0.1", "--port", str(port)]
     argv += ["--data-dir", str(tmp_path / "n2"), "--secret", "test-secret", "--log-level", "warning"]
-    argv += ["--node-id", "n2", "--store", redis.url, "--no-media"]
+    argv += ["--node-id", "n2", "--store", redis.url, "--media-host-address", "127.0.0.1"]
     env = {"RTC_NODE_HEARTBEAT_S": str(HEARTBEAT_S), "RTC_NODE_DEAD_AFTER_S": str(DEAD_AFTER_S)}
     node2 = ServerProcess(argv, port, env, tmp_path / "n2.log")
     try:
@@ -115,3 +116,24 @@ async def test_live_idle_node_is_never_swept(pair: Pair) -> None:
         carol_offline(carol)(d) for d in alice.events.of("agent.presence")
     )
     assert await pair.node1.app[STORE].dead_presence_nodes() == []
+
+
+async def test_request_whose_session_lived_on_the_killed_node_ends(pair: Pair) -> None:
+    """Alice on node 1 asks for a call; the customer on node 2 accepts, so node 2 owns the media session.
+    Node 2 is killed with -9: node 1 ends the request (``ended``, reason ``node_lost``) and tells alice."""
+    alice = await pair.hub1.agent("alice@example.com")
+    customer = await pair.hub2.customer(name="Caller")
+    conv = (await customer.ok("conversation.start", {"body": "Can we talk?"}))["conversation"]
+    await alice.ok("conversation.assign", {"conversation_id": conv["id"]})
+    request = (await alice.ok("request.create", {"conversation_id": conv["id"], "kind": "call"}))["request"]
+    await customer.events.wait("request.updated", lambda d: d["request"]["id"] == request["id"])
+    answer = await customer.ok("request.respond", {"request_id": request["id"], "accept": True})
+    assert answer["request"]["state"] == "accepted"
+
+    pair.node2.kill9()
+
+    def ended(d: Any) -> bool:
+        return d["request"]["id"] == request["id"] and d["request"]["state"] == "ended"
+
+    event = await alice.events.wait("request.updated", ended, timeout=DEAD_AFTER_S * 10 + 10)
+    assert event["request"]["reason"] == "node_lost"
