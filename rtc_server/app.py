@@ -7,7 +7,7 @@ import asyncio
 import contextlib
 import logging
 import secrets
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -159,70 +159,59 @@ async def _pubsub_ctx(app: web.Application) -> AsyncIterator[None]:
         await aclose()
 
 
+async def _every(seconds: float, step: Callable[[], Awaitable[Any]], what: str) -> None:
+    """Run ``step`` every ``seconds`` until cancelled; a failing step is logged and the loop goes on."""
+    me = asyncio.current_task()
+    while True:
+        # a cancellation that a client library turned into an error inside ``step`` must still stop us
+        if me is not None and me.cancelling():
+            raise asyncio.CancelledError
+        await asyncio.sleep(seconds)
+        try:
+            await step()
+        except Exception:
+            log.exception("%s failed", what)
+
+
 async def _background_ctx(app: web.Application) -> AsyncIterator[None]:
     services = app[SERVICES]
-
-    async def expiry_loop() -> None:
-        while True:
-            await asyncio.sleep(EXPIRY_SWEEP_S)
-            try:
-                await services.requests.expire_due()
-            except Exception:
-                log.exception("request expiry sweep failed")
-
     config = app[CONFIG]
     presence = services.presence
     # before the node accepts connections: a sweeper elsewhere must not take a starting node for a dead one
     await presence.heartbeat(config.node_dead_after_s)
-
     end_orphans = getattr(app[MEDIA], "end_orphaned_sessions", None)  # several nodes only
 
-    async def liveness_loop() -> None:
-        me = asyncio.current_task()
-        while True:
-            # a cancellation that a client library turned into an error below must still stop the loop
-            if me is not None and me.cancelling():
-                raise asyncio.CancelledError
-            await asyncio.sleep(config.node_heartbeat_s)
-            try:
-                await presence.heartbeat(config.node_dead_after_s)
-            except Exception:
-                log.exception("node heartbeat failed")
-            try:
-                gone = await presence.sweep_dead_nodes()
-                if gone:
-                    log.info("dead nodes' presence swept: %d agents went offline", len(gone))
-            except Exception:
-                log.exception("dead node sweep failed")
-            if end_orphans is not None:
-                try:
-                    ended = await end_orphans()
-                    if ended:
-                        log.info("dead nodes' media sessions: %d requests ended (node_lost)", len(ended))
-                except Exception:
-                    log.exception("dead node media sweep failed")
+    async def liveness() -> None:
+        try:
+            await presence.heartbeat(config.node_dead_after_s)
+        except Exception:
+            log.exception("node heartbeat failed")
+        gone = await presence.sweep_dead_nodes()
+        if gone:
+            log.info("dead nodes' presence swept: %d agents went offline", len(gone))
+        if end_orphans is not None:
+            ended = await end_orphans()
+            if ended:
+                log.info("dead nodes' media sessions: %d requests ended (node_lost)", len(ended))
 
-    tasks = app[TASKS]
-    tasks.append(asyncio.create_task(expiry_loop(), name="request-expiry"))
-    tasks.append(asyncio.create_task(liveness_loop(), name="node-liveness"))
-    if config.recordings_keep_days > 0:
+    async def retention() -> None:
         from rtc_server.media.recording import sweep_recordings
 
-        async def retention_loop() -> None:
-            while True:
-                try:
-                    removed = await asyncio.to_thread(
-                        sweep_recordings, config.recordings_dir, config.recordings_keep_days
-                    )
-                    if removed:
-                        log.info(
-                            "deleted %d recordings older than %s days", removed, config.recordings_keep_days
-                        )
-                except Exception:
-                    log.exception("recording retention sweep failed")
-                await asyncio.sleep(RETENTION_SWEEP_S)
+        removed = await asyncio.to_thread(
+            sweep_recordings, config.recordings_dir, config.recordings_keep_days
+        )
+        if removed:
+            log.info("deleted %d recordings older than %s days", removed, config.recordings_keep_days)
 
-        tasks.append(asyncio.create_task(retention_loop(), name="recording-retention"))
+    tasks = app[TASKS]
+    loops: list[tuple[float, Callable[[], Awaitable[Any]], str]] = [
+        (EXPIRY_SWEEP_S, services.requests.expire_due, "request expiry sweep"),
+        (config.node_heartbeat_s, liveness, "dead node sweep"),
+    ]
+    if config.recordings_keep_days > 0:
+        loops.append((RETENTION_SWEEP_S, retention, "recording retention sweep"))
+    for seconds, step, what in loops:
+        tasks.append(asyncio.create_task(_every(seconds, step, what), name=what))
     yield
     for task in tasks:
         task.cancel()
