@@ -32,6 +32,7 @@ class Plan:
     fan_senders: int = 4
     fan_s: float = 2.0
     idle: int = 5000
+    idle_warmup: int = 100
     idle_visitors: int = 200
     two_node_pairs: int = 100
     two_node_s: float = 2.0
@@ -46,6 +47,7 @@ class Plan:
             fan_agents=20,
             fan_s=1.0,
             idle=500,
+            idle_warmup=50,
             idle_visitors=50,
             two_node_pairs=20,
             two_node_s=1.0,
@@ -104,7 +106,7 @@ LABELS = {
 
 
 def run_target(name: str, plan: Plan, log_dir: Path, say: Any) -> TargetResult:
-    """Every single-node scenario against one target; idle connections last, on a quiet server."""
+    """Every single-node scenario against one target; idle connections last, in a fresh process of it."""
     result = TargetResult(name, LABELS[name])
     with tempfile.TemporaryDirectory(prefix=f"bench-{name}-") as tmp:
         seed_path = Path(tmp) / "seed.json"
@@ -121,13 +123,27 @@ def run_target(name: str, plan: Plan, log_dir: Path, say: Any) -> TargetResult:
             gen.run({"cmd": "close_all"})
             result.steps["fanout"] = _fanout(gen, base, pids, plan, name, say)
             gen.run({"cmd": "close_all"})
-            time.sleep(0.5)
-            result.steps["idle"] = _idle(gen, base, server.pid, plan, name, say)
-            gen.run({"cmd": "close_all"})
         finally:
             gen.stop()
             server.stop()
+        result.steps["idle"] = run_idle(name, Path(tmp) / "data-idle", plan, log_dir, say)
     return result
+
+
+def run_idle(name: str, data_dir: Path, plan: Plan, log_dir: Path, say: Any) -> dict[str, Any]:
+    """Idle connections in a freshly started server process of the target (the same method for every
+    target): what the other scenarios allocated and freed must not be reused, nor their leftovers grow."""
+    server = make_server(name, data_dir, plan)
+    server.start(log_dir)
+    gen = LoadGen(log_dir)
+    protocol = "ours" if name in ("ours", "stock") else name
+    try:
+        time.sleep(0.3)
+        return _idle(gen, {"target": protocol, "url": server.url, "seed": None}, server.pid, plan, name, say)
+    finally:
+        gen.run({"cmd": "close_all"})
+        gen.stop()
+        server.stop()
 
 
 def _one_to_one(
@@ -179,20 +195,36 @@ def _fanout(
 
 
 def _idle(gen: LoadGen, base: dict[str, Any], pid: int, plan: Plan, name: str, say: Any) -> dict[str, Any]:
-    """``idle`` customer sockets opened and left alone: memory and CPU per connection."""
+    """``idle`` customer sockets opened and left alone: memory and CPU per connection. First a warm-up of
+    ``idle_warmup`` sockets that stay open (the first connections pay for imports, caches and pools that
+    are not per connection); RSS is read once the process is quiet and RSS steady, before and after."""
     gen.run({"cmd": "prepare_idle", **base, "visitors": plan.idle_visitors})
-    time.sleep(0.3)
-    settle([pid])
-    rss0 = rss_kb(pid)
+    gen.run({"cmd": "idle", **base, "n": plan.idle_warmup, "concurrency": 50})
+    rss0 = _steady_rss(pid)
     idle = gen.run({"cmd": "idle", **base, "n": plan.idle, "concurrency": 400}, [pid])
-    time.sleep(0.5)
     opened = max(1, plan.idle - idle["failed"])
+    idle["warmup"] = plan.idle_warmup
     idle["rss_before_kb"] = rss0
-    idle["rss_after_kb"] = rss_kb(pid)
+    idle["rss_after_kb"] = _steady_rss(pid)
     idle["kb_per_conn"] = (idle["rss_after_kb"] - rss0) / opened
     idle["cpu_us_per_connect"] = idle["server_cpu_s"] * 1e6 / opened
     say(f"  {name}: idle {idle['kb_per_conn']:.1f} KB/conn, {idle['cpu_us_per_connect']:.0f} us/connect")
     return idle
+
+
+def _steady_rss(pid: int, max_s: float = 5.0, step_s: float = 0.25, tolerance_kb: int = 64) -> int:
+    """VmRSS once the process is quiet (:func:`settle`) and two readings ``step_s`` apart differ by at most
+    ``tolerance_kb`` (or after ``max_s``)."""
+    settle([pid])
+    t0 = time.monotonic()
+    last = rss_kb(pid)
+    while time.monotonic() - t0 < max_s:
+        time.sleep(step_s)
+        now = rss_kb(pid)
+        if abs(now - last) <= tolerance_kb:
+            return now
+        last = now
+    return last
 
 
 def run_two_nodes(plan: Plan, log_dir: Path, say: Any, variant: str = "ours") -> dict[str, Any]:
