@@ -90,7 +90,7 @@ class ConversationService:
         if start_key:
             await self.store.set_meta(start_key, conv.id)
         if body:
-            result = await self.timeline.append(self.new_message(principal, conv, "text", body, client_id))
+            result = await self.timeline.append(self.new_message(principal, conv.id, "text", body, client_id))
             conv = result.conversation
         await self._route_new(conv)
         return await self.store.get_conversation(conv.id) or conv
@@ -188,18 +188,18 @@ class ConversationService:
     def new_message(
         self,
         principal: Principal,
-        conv: Conversation,
+        conversation_id: str,
         kind: str,
         body: str,
         client_id: str | None,
         data: dict[str, Any] | None = None,
     ) -> Message:
-        """A message of ``principal`` in ``conv``, not stored yet (seq 0); checks the body length."""
+        """A message of ``principal`` in the conversation, not stored yet (seq 0); checks the body length."""
         if len(body) > self.settings.message_max_chars:
             raise Invalid(f"body is longer than {self.settings.message_max_chars} characters", field="body")
         return Message(
             id=new_id("msg"),
-            conversation_id=conv.id,
+            conversation_id=conversation_id,
             seq=0,
             client_id=client_id or new_id("c"),
             author=principal.author(),

@@ -12,11 +12,10 @@ from signaling.domain.models import (
     Agent,
     Conversation,
     Message,
-    new_id,
-    utcnow,
 )
 from signaling.services.conversations import ConversationService
 from signaling.services.principal import Principal
+from signaling.storage.base import AppendResult
 
 CUSTOMER_KINDS = frozenset({"text", "image", "video", "audio", "file", "flow_answer"})
 AGENT_KINDS = frozenset(CLIENT_MESSAGE_KINDS) - {"flow_answer"}
@@ -96,14 +95,10 @@ class MessageService:
         elif kind == "flow_answer":
             data["flow_answer"] = await self._flow_answer(conv, flow_answer, body)
             body = data["flow_answer"]["answer"]
-        message = self.conversations.new_message(principal, conv, kind, body, client_id, data)
+        message = self.conversations.new_message(principal, conv.id, kind, body, client_id, data)
         result = await self.timeline.append(message, skip_sid=None)
         reopen = principal.is_customer and result.conversation.status == "done"  # appends keep the status
-        stored = result.message
-        if result.created is False and (
-            stored.author.kind != principal.kind or stored.author.id != principal.id or stored.is_note
-        ):
-            raise Conflict("client_id already used by someone else or by a note", field="client_id")
+        stored = self._own_replay(principal, result)
         if result.created and reopen:
             await self.conversations.reopen(result.conversation)
         return stored
@@ -116,17 +111,13 @@ class MessageService:
         Redis, one round trip instead of two). Errors are the same as :meth:`send`'s: ``not_found`` for a
         conversation that is missing or not the agent's, replays included; ``conflict`` for a client_id
         taken by someone else or by a note."""
-        message = Message(
-            id=new_id("msg"),
-            conversation_id=conversation_id,
-            seq=0,
-            client_id=client_id or new_id("c"),
-            author=principal.author(),
-            kind="text",
-            body=body,
-            created_at=utcnow(),
-        )
+        message = self.conversations.new_message(principal, conversation_id, "text", body, client_id)
         result = await self.timeline.append(message, skip_sid=None, access=self.timeline.append_rule(agent))
+        return self._own_replay(principal, result)
+
+    @staticmethod
+    def _own_replay(principal: Principal, result: AppendResult) -> Message:
+        """The stored message; ``conflict`` when a replayed client_id belongs to someone else or to a note."""
         stored = result.message
         if result.created is False and (
             stored.author.kind != principal.kind or stored.author.id != principal.id or stored.is_note
