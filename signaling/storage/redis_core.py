@@ -180,7 +180,7 @@ class RedisCore:
                 "DELETE_RECORD",
                 "PRESENCE_ADD",
                 "PRESENCE_REMOVE",
-                "PRESENCE_CLEAR_NODE",
+                "PRESENCE_DROP_NODE",
                 "CONV_CREATE",
                 "CONV_UPDATE",
                 "APPEND_MESSAGE",
@@ -190,10 +190,14 @@ class RedisCore:
                 "UNLOCK",
             )
         }
-        await self._script(
-            "PRESENCE_CLEAR_NODE",
-            [self._k("pres", "node", self.node_id), self._k("online")],
-            [self.prefix, self.node_id],
+        await self._script(  # this node's previous run: gone, whatever its liveness key says
+            "PRESENCE_DROP_NODE",
+            [
+                self._k("node", "alive", self.node_id),
+                self._k("pres", "node", self.node_id),
+                self._k("online"),
+            ],
+            [self.prefix, self.node_id, "0"],
             idempotent=True,
         )
 

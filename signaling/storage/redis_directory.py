@@ -7,7 +7,6 @@ from __future__ import annotations
 from typing import Any
 
 from signaling.domain.models import Agent, Article, Attachment, Flow, Team, TextBlock, Visitor
-from signaling.storage import redis_scripts as lua
 from signaling.storage.redis_codec import fold
 from signaling.storage.redis_core import (
     _AGENT,
@@ -123,15 +122,10 @@ class RedisDirectory(RedisCore):
         return await self._read(walk)
 
     async def clear_node_presence(self, node_id: str) -> list[str]:
-        """Run ``PRESENCE_SWEEP_NODE``: nothing when the node is alive, else its sockets are forgotten
-        and the agents it took offline returned (each once across racing sweepers)."""
-        script = self._scripts.get("PRESENCE_SWEEP_NODE")
-        if script is None:  # registered here, beside its only caller
-            script = self._scripts["PRESENCE_SWEEP_NODE"] = self._client().register_script(
-                lua.PRESENCE_SWEEP_NODE
-            )
+        """Run ``PRESENCE_DROP_NODE`` for a dead node: nothing when the node is alive, else its sockets are
+        forgotten and the agents it took offline returned (each once across racing sweepers)."""
         keys = [self._k("node", "alive", node_id), self._k("pres", "node", node_id), self._k("online")]
-        result = await self._script("PRESENCE_SWEEP_NODE", keys, [self.prefix, node_id], idempotent=True)
+        result = await self._script("PRESENCE_DROP_NODE", keys, [self.prefix, node_id, "1"], idempotent=True)
         return sorted(str(a) for a in result)
 
     # -- visitors -------------------------------------------------------------------------------------

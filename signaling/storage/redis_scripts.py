@@ -90,23 +90,6 @@ if n == 0 then redis.call('SREM', KEYS[3], ARGV[3]) end
 return n
 """
 
-PRESENCE_CLEAR_NODE = r"""
--- Forget every socket a node recorded (its previous run). KEYS: node's socket set, online agents set
--- ARGV: prefix, node -> how many sockets were forgotten
-local members = redis.call('SMEMBERS', KEYS[1])
-for _, m in ipairs(members) do
-  local sep = string.find(m, '\31', 1, true)
-  if sep then
-    local agent = string.sub(m, 1, sep - 1)
-    local key = ARGV[1] .. 'pres:' .. agent
-    redis.call('SREM', key, ARGV[2] .. '\31' .. string.sub(m, sep + 1))
-    if redis.call('SCARD', key) == 0 then redis.call('SREM', KEYS[2], agent) end
-  end
-end
-redis.call('DEL', KEYS[1])
-return #members
-"""
-
 CONV_CREATE = (
     _CONV_INDEX_KEYS
     + r"""
@@ -269,11 +252,12 @@ if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) 
 return 0
 """
 
-PRESENCE_SWEEP_NODE = r"""
--- Forget every socket of a node whose liveness key is gone (a dead node), once: a second sweeper finds
--- the node's set empty. KEYS: node's liveness key, node's socket set, online agents set
--- ARGV: prefix, node -> ids of the agents this took offline (none when the node is alive)
-if redis.call('EXISTS', KEYS[1]) == 1 then return {} end
+PRESENCE_DROP_NODE = r"""
+-- Forget every socket a node recorded, once (a second caller finds the node's set empty): its previous
+-- run at start-up (ARGV[3] = '0'), or a dead node's (ARGV[3] = '1': nothing while its liveness key lives).
+-- KEYS: node's liveness key, node's socket set, online agents set. ARGV: prefix, node, only-if-dead
+-- -> ids of the agents this took offline
+if ARGV[3] == '1' and redis.call('EXISTS', KEYS[1]) == 1 then return {} end
 local offline = {}
 local members = redis.call('SMEMBERS', KEYS[2])
 for _, m in ipairs(members) do
