@@ -90,7 +90,9 @@ def create_app(config: Config) -> web.Application:
     if config.store_url.startswith("redis://"):  # several nodes: SDP for a session reaches its owner node
         from rtc_server.cluster_media import ClusterMediaGateway
 
-        media = ClusterMediaGateway(media, config.store_url, node_id=config.node_id)
+        media = ClusterMediaGateway(
+            media, config.store_url, node_id=config.node_id, node_alive=store.node_alive
+        )
     settings = ServiceSettings(
         auth=AuthSettings(
             secret=config.secret_bytes,

@@ -29,6 +29,7 @@ import json
 import logging
 import secrets
 import time
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from redis import asyncio as aioredis
@@ -51,7 +52,11 @@ _CLAIM_OWNER = "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call(
 
 class ClusterMediaGateway:
     """A :class:`~signaling.services.ports.MediaGateway` that sends each session's calls to the node
-    that owns the session (see the module docstring)."""
+    that owns the session (see the module docstring).
+
+    :param node_alive: the store's node liveness (``Store.node_alive``): a node whose media key lapsed but
+        whose store heartbeat lives is only slow, and its sessions are left alone.
+    """
 
     def __init__(
         self,
@@ -64,8 +69,10 @@ class ClusterMediaGateway:
         owner_ttl_s: int = 12 * 3600,
         alive_ttl_s: int = 5,
         max_connections: int = 200,
+        node_alive: Callable[[str], Awaitable[bool]] | None = None,
     ) -> None:
         self.local = local
+        self.node_alive = node_alive
         self.url = url
         self.node_id = node_id
         self.prefix = key_prefix
@@ -201,7 +208,7 @@ class ClusterMediaGateway:
 
     async def end_orphaned_sessions(self) -> list[str]:
         """End the sessions whose owner node is dead: neither its ``media:alive:<node>`` key nor the
-        store's liveness mark ``node:alive:<node>`` exists (killed, machine lost). Each such owner key is
+        store's liveness mark (:attr:`node_alive`) lives (killed, machine lost). Each such owner key is
         claimed by one node only (compare-and-delete), which then reports the session ``closed`` with
         reason ``node_lost`` to the event sink, so the request ends through the normal path (timeline,
         ``request.updated`` to both sides). Returns the request ids ended here."""
@@ -216,10 +223,9 @@ class ClusterMediaGateway:
         owners = await self._redis_call(client.mget(keys))
         dead: set[str] = set()
         for node in {o for o in owners if o and o != self.node_id}:
-            marks = await self._redis_call(
-                client.exists(self._k("alive", node), f"{self.prefix}node:alive:{node}")
-            )
-            if not marks:
+            if await self._redis_call(client.exists(self._k("alive", node))):
+                continue
+            if self.node_alive is None or not await self.node_alive(node):
                 dead.add(node)
         ended: list[str] = []
         for key, owner in zip(keys, owners, strict=True):

@@ -177,6 +177,10 @@ class Store(Protocol):
         """Mark ``node_id`` alive for the next ``ttl_s`` seconds. Every node calls this every few seconds
         (a third of the TTL); a node whose mark lapses counts as dead and its presence gets swept."""
 
+    async def node_alive(self, node_id: str) -> bool:
+        """Whether ``node_id``'s heartbeat mark is live (other node-scoped state, such as media sessions,
+        is judged by it too)."""
+
     async def dead_presence_nodes(self) -> list[str]:
         """Ids of nodes that still have presence entries but no live heartbeat mark (died without running
         their disconnect handlers). A node that never sent a heartbeat counts as dead."""

@@ -108,6 +108,11 @@ class RedisDirectory(RedisCore):
         key, ms = self._k("node", "alive", node_id), max(1, int(ttl_s * 1000))
         await self._call(lambda c: c.set(key, "1", px=ms), idempotent=True)
 
+    async def node_alive(self, node_id: str) -> bool:
+        """Whether ``node:alive:<node>`` exists."""
+        key = self._k("node", "alive", node_id)
+        return bool(await self._read(lambda c: c.exists(key)))
+
     async def dead_presence_nodes(self) -> list[str]:
         """Nodes with a ``pres:node:<node>`` set and no ``node:alive:<node>`` key (a SCAN of the sets)."""
         head = self._k("pres", "node", "")

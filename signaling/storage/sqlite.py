@@ -215,6 +215,10 @@ class SqliteStore:
         """Mark ``node_id`` alive for the next ``ttl_s`` seconds."""
         await self._write(directory.node_heartbeat, node_id, time.time() + ttl_s)
 
+    async def node_alive(self, node_id: str) -> bool:
+        """Whether ``node_id``'s heartbeat mark is still valid."""
+        return await self._read(directory.node_alive, node_id, time.time())
+
     async def dead_presence_nodes(self) -> list[str]:
         """Nodes with presence entries and no live heartbeat (e.g. a previous run killed with -9)."""
         return await self._read(directory.dead_presence_nodes, time.time())

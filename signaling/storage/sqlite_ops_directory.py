@@ -112,7 +112,8 @@ def presence_online(conn: Conn) -> set[str]:
 _ALIVE = "node_alive:"
 
 
-def _alive(conn: Conn, node_id: str, now: float) -> bool:
+def node_alive(conn: Conn, node_id: str, now: float) -> bool:
+    """Whether ``node_id``'s heartbeat mark is valid at ``now``."""
     row = conn.execute("SELECT value FROM meta WHERE key = ?", (_ALIVE + node_id,)).fetchone()
     return row is not None and float(row[0]) > now
 
@@ -128,12 +129,12 @@ def node_heartbeat(conn: Conn, node_id: str, expires_at: float) -> None:
 def dead_presence_nodes(conn: Conn, now: float) -> list[str]:
     """Nodes with presence entries and no heartbeat mark valid at ``now``."""
     nodes = [r[0] for r in conn.execute("SELECT DISTINCT node_id FROM presence ORDER BY node_id")]
-    return [n for n in nodes if not _alive(conn, n, now)]
+    return [n for n in nodes if not node_alive(conn, n, now)]
 
 
 def clear_node_presence(conn: Conn, node_id: str, now: float) -> list[str]:
     """Forget a dead node's sockets (nothing when it is alive at ``now``); the agents left with none."""
-    if _alive(conn, node_id, now):
+    if node_alive(conn, node_id, now):
         return []
     agents = [
         r[0] for r in conn.execute("SELECT DISTINCT agent_id FROM presence WHERE node_id = ?", (node_id,))

@@ -67,3 +67,16 @@ async def test_node_with_no_presence_is_not_listed(store: Store) -> None:
     await store.presence_remove("ag_1", "n2", "s1")
     assert await store.dead_presence_nodes() == []
     assert await store.clear_node_presence("n2") == []
+
+
+async def test_node_alive_follows_the_mark(store: Store) -> None:
+    """``node_alive``: false without a mark, true while it lives, false once it lapsed (what the media
+    plane asks before ending a node's sessions)."""
+    assert await store.node_alive("n2") is False
+    await store.node_heartbeat("n2", 60)
+    assert await store.node_alive("n2") is True
+    await store.node_heartbeat("n2", 0.2)
+    async with asyncio.timeout(5):
+        while await store.node_alive("n2"):
+            await asyncio.sleep(0.05)
+    assert await store.node_alive("n1") is False
