@@ -23,6 +23,7 @@ export default {
   "reason.ended_by_customer": "ended by the customer",
   "reason.ended_by_system": "ended by the server",
   "reason.peer_dropped": "connection lost",
+  "reason.node_lost": "server lost",
   "reason.declined_by_customer": "declined by the customer",
   "reason.cancelled_by_agent": "cancelled by the agent",
   "reason.cancelled": "cancelled",

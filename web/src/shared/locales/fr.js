@@ -25,6 +25,7 @@ export default {
   "reason.ended_by_customer": "terminée par le client",
   "reason.ended_by_system": "terminée par le serveur",
   "reason.peer_dropped": "connexion perdue",
+  "reason.node_lost": "serveur perdu",
   "reason.declined_by_customer": "refusée par le client",
   "reason.cancelled_by_agent": "annulée par le conseiller",
   "reason.cancelled": "annulée",
