@@ -4,7 +4,8 @@
 // in a dock over the console, so switching conversations never interrupts them. A reload does not end a
 // call: the tab remembers its calls (sessionStorage) and joins again those still live once it is back.
 import { h } from "../shared/dom.js";
-import { Call, CALL_KINDS, callStrings, callIcon, joinedCalls, rememberCall } from "../shared/media.js";
+import { Call, callStrings, callIcon } from "../shared/media.js";
+import { CALL_KINDS, joinedCalls, rememberCall } from "../shared/callplan.js";
 import { requestHandlers } from "./conversation.js";
 import { toast } from "./ui.js";
 

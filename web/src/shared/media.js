@@ -1,6 +1,7 @@
-// Calls in the pages (call, video, desktop, show screen, conference) through the server's SFU: what each
-// side publishes and receives, the peer connection to the server (offer with `rtc.offer`, server offers
-// answered with `rtc.answer`), and the call UI shared by the console, the widget and the join page.
+// The call UI shared by the console, the widget and the join page (call, video, desktop, show screen,
+// conference through the server's SFU): local media shown, remote tiles, mute, camera, the recording
+// badge, the duration, reconnecting after a drop. The peer connection is shared/rtc.js's ServerPeer;
+// what each side publishes and the local media are in shared/callplan.js.
 //
 //   const call = new Call({hub, request, role, lang, selfName, remoteName, onHangup, extras});
 //   mount(call.el);  call.start();     // getUserMedia / getDisplayMedia, then connect
@@ -8,233 +9,12 @@
 import { h, icon, replace } from "./dom.js";
 import { initials } from "./render.js";
 import { formatClock, translator } from "./i18n.js";
+import { ServerPeer, inboundStats } from "./rtc.js";
+import { acquire, addCallTransceivers, plan, stopAll } from "./callplan.js";
 
-/** Request kinds that are calls (handled here). */
-export const CALL_KINDS = new Set(["call", "video", "desktop", "show_screen", "conference"]);
-
-const GATHER_TIMEOUT_MS = 3000;
 /** Attempts to connect again after our peer connection dropped, and the pause before the n-th. */
 const RECONNECT_TRIES = 4;
 const RECONNECT_DELAY_MS = 1000;
-
-/**
- * What `role` ("agent" | "customer" | "guest") publishes and receives in a request of `kind`:
- * `{send: {audio?, video?, screen?}, recv: [kinds on transceivers of its own offer], conference}`.
- * In a conference the server adds its own transceivers for every other participant.
- */
-export function plan(kind, role) {
-  switch (kind) {
-    case "call":
-      return { send: { audio: true }, recv: ["audio"], conference: false };
-    case "video":
-      return { send: { audio: true, video: true }, recv: ["audio", "video"], conference: false };
-    case "desktop":
-      return role === "customer" ? { send: { screen: true }, recv: [], conference: false }
-        : { send: {}, recv: ["video"], conference: false };
-    case "show_screen":
-      return role === "agent" ? { send: { screen: true }, recv: [], conference: false }
-        : { send: {}, recv: ["video"], conference: false };
-    default:
-      return { send: { audio: true, video: true }, recv: [], conference: true };
-  }
-}
-
-/** Local media for a plan: `{stream, notice}` (notice: "no_camera" | "no_devices" when it had to fall back). */
-export async function acquire(p) {
-  if (p.send.screen) {
-    // Must be the first thing a click handler does (getDisplayMedia needs the user's gesture).
-    const stream = await navigator.mediaDevices.getDisplayMedia({ video: { frameRate: 15 }, audio: false });
-    for (const track of stream.getVideoTracks()) track.contentHint = "detail";
-    return { stream, notice: null };
-  }
-  if (!p.send.audio && !p.send.video) return { stream: null, notice: null };
-  const video = p.send.video ? { width: { ideal: 640 }, height: { ideal: 480 } } : false;
-  try {
-    return { stream: await navigator.mediaDevices.getUserMedia({ audio: !!p.send.audio, video }), notice: null };
-  } catch (err) {
-    if (video && p.send.audio) {
-      try {
-        return { stream: await navigator.mediaDevices.getUserMedia({ audio: true }), notice: "no_camera" };
-      } catch {
-        // fall through: receive only
-      }
-    }
-    console.warn("no camera/microphone", err);
-    return { stream: null, notice: "no_devices" };
-  }
-}
-
-// -- the peer connection to the server ----------------------------------------------------------------
-
-/** hub -> Map(requestId -> CallPeer): one `rtc.offer` and one `rtc.participant` listener per hub,
- * dispatching by request id. */
-const peersByHub = new WeakMap();
-
-function peersOf(hub) {
-  let peers = peersByHub.get(hub);
-  if (!peers) {
-    peers = new Map();
-    peersByHub.set(hub, peers);
-    hub.on("rtc.offer", (payload) => {
-      const peer = payload && peers.get(payload.request_id);
-      if (peer) peer.onServerOffer(payload);
-    });
-    hub.on("rtc.participant", (payload) => {
-      const peer = payload && peers.get(payload.request_id);
-      if (peer && peer.onParticipant) peer.onParticipant(payload);
-    });
-  }
-  return peers;
-}
-
-// -- calls this tab is in, kept across a reload (sessionStorage) ----------------------------------------
-
-const JOINED_KEY = "rtc-engage.calls";
-
-/** The calls this tab was in: `{requestId: {id, kind, conversation_id}}`. */
-export function joinedCalls() {
-  try {
-    return JSON.parse(sessionStorage.getItem(JOINED_KEY) || "{}") || {};
-  } catch {
-    return {};
-  }
-}
-
-/** Remember (`on`) or forget that this tab is in the call of `request`. */
-export function rememberCall(request, on) {
-  try {
-    const calls = joinedCalls();
-    if (on) calls[request.id] = { id: request.id, kind: request.kind, conversation_id: request.conversation_id };
-    else delete calls[request.id];
-    sessionStorage.setItem(JOINED_KEY, JSON.stringify(calls));
-  } catch {
-    // storage refused (private mode, quota): no rejoin after a reload
-  }
-}
-
-/** One participant's RTCPeerConnection to the server for one request. */
-export class CallPeer {
-  constructor(hub, requestId, { onTrack, onState, onStreams, onParticipant } = {}) {
-    this.hub = hub;
-    this.requestId = requestId;
-    this.onTrack = onTrack;
-    this.onState = onState;
-    this.onStreams = onStreams;
-    this.onParticipant = onParticipant;
-    this.pc = null;
-    this.closed = false;
-    this.chain = Promise.resolve();
-  }
-
-  /** Create the connection with `stream`'s tracks as `p` says, offer, apply the answer. */
-  async connect(stream, p) {
-    let iceServers = [];
-    try {
-      const res = await this.hub.call("rtc.config", {});
-      iceServers = Array.isArray(res.ice_servers) ? res.ice_servers : [];
-    } catch (err) {
-      console.warn("rtc.config failed", err);
-    }
-    if (this.closed) return;
-    const pc = (this.pc = new RTCPeerConnection({ iceServers, bundlePolicy: "max-bundle" }));
-    peersOf(this.hub).set(this.requestId, this);
-    pc.addEventListener("track", (e) => this.onTrack && this.onTrack(e));
-    pc.addEventListener("connectionstatechange", () => this.onState && this.onState(pc.connectionState));
-    const tracks = stream ? stream.getTracks() : [];
-    for (const track of tracks) {
-      const direction = p.conference || p.viaServer || !p.recv.includes(track.kind) ? "sendonly" : "sendrecv";
-      pc.addTransceiver(track, { direction, streams: [stream] });
-    }
-    for (const kind of p.viaServer ? [] : p.recv) {
-      if (!tracks.some((t) => t.kind === kind)) pc.addTransceiver(kind, { direction: "recvonly" });
-    }
-    // Nothing to send nor receive on our own transceivers (a conference without devices): one section
-    // anyway, so that there is a transport for the server's senders.
-    if (!pc.getTransceivers().length) pc.addTransceiver("audio", { direction: "recvonly" });
-    await this.serial(async () => {
-      await pc.setLocalDescription(await pc.createOffer());
-      await gathered(pc);
-      if (this.closed) return;
-      const answer = await this.hub.call("rtc.offer", { request_id: this.requestId, sdp: pc.localDescription.sdp, type: "offer" }, 15000);
-      if (this.closed) return;
-      await pc.setRemoteDescription({ type: "answer", sdp: answer.sdp });
-      this.watchTransport();
-    });
-  }
-
-  /** The server closing the connection (DTLS close_notify) is "closed" at once; the ICE timeout that
-   * would say it too takes about 15 s. */
-  watchTransport() {
-    const pc = this.pc;
-    const parts = [...pc.getSenders(), ...pc.getReceivers()];
-    const transport = parts.map((p) => p.transport).find(Boolean);
-    if (!transport) return;
-    transport.addEventListener("statechange", () => {
-      if (!this.closed && (transport.state === "closed" || transport.state === "failed") && this.onState) {
-        this.onState("closed");
-      }
-    });
-  }
-
-  /** A server `rtc.offer` (it added or removed senders): apply and answer, one at a time. */
-  onServerOffer(payload) {
-    if (this.closed || !this.pc) return;
-    if (this.onStreams && payload.streams) this.onStreams(payload.streams);
-    const pc = this.pc;
-    this.serial(async () => {
-      if (this.closed) return;
-      if (pc.signalingState === "have-local-offer") await pc.setLocalDescription({ type: "rollback" });
-      await pc.setRemoteDescription({ type: "offer", sdp: payload.sdp });
-      await pc.setLocalDescription(await pc.createAnswer());
-      await this.hub.call("rtc.answer", { request_id: this.requestId, sdp: pc.localDescription.sdp, type: "answer" });
-      if (this.onStreams && payload.streams) this.onStreams(payload.streams, true);
-    }).catch((err) => console.warn("answering the server's offer failed", err));
-  }
-
-  serial(fn) {
-    const run = this.chain.then(fn);
-    this.chain = run.catch(() => {});
-    return run;
-  }
-
-  close() {
-    if (this.closed) return;
-    this.closed = true;
-    const peers = peersByHub.get(this.hub);
-    if (peers && peers.get(this.requestId) === this) peers.delete(this.requestId);
-    if (this.pc) this.pc.close();
-  }
-}
-
-/** Resolves once ICE gathering is complete (the protocol has no trickle ICE), or after a timeout. */
-function gathered(pc) {
-  if (pc.iceGatheringState === "complete") return Promise.resolve();
-  return new Promise((resolve) => {
-    const done = () => {
-      clearTimeout(timer);
-      pc.removeEventListener("icegatheringstatechange", check);
-      resolve();
-    };
-    const check = () => pc.iceGatheringState === "complete" && done();
-    const timer = setTimeout(done, GATHER_TIMEOUT_MS);
-    pc.addEventListener("icegatheringstatechange", check);
-  });
-}
-
-/** Inbound RTP figures of a peer connection: `{video: [{framesDecoded, frameWidth, frameHeight}], audio: [{packetsReceived}]}`. */
-export async function inboundStats(pc) {
-  const out = { video: [], audio: [] };
-  if (!pc || pc.connectionState === "closed") return out;
-  (await pc.getStats()).forEach((r) => {
-    if (r.type !== "inbound-rtp") return;
-    if (r.kind === "video") {
-      out.video.push({ mid: r.mid, framesDecoded: r.framesDecoded || 0, frameWidth: r.frameWidth || 0, frameHeight: r.frameHeight || 0 });
-    } else if (r.kind === "audio") {
-      out.audio.push({ mid: r.mid, packetsReceived: r.packetsReceived || 0 });
-    }
-  });
-  return out;
-}
 
 // -- strings of the call UI: the pages' catalogue (../shared/locales), keys `call.<key>` -----------------
 
@@ -343,14 +123,21 @@ export class Call {
 
   /** A new peer connection to the server with our local media (the first one, or after a drop). */
   async connectPeer() {
-    const peer = (this.peer = new CallPeer(this.hub, this.id, {
-      onTrack: (e) => this.peer === peer && this.onTrack(e),
-      onState: (state) => this.peer === peer && this.onPeerState(state),
-      onStreams: (streams, applied) => this.peer === peer && this.onStreams(streams, applied),
-      onParticipant: (payload) => this.peer === peer && this.onParticipant(payload),
+    const stream = this.stream;
+    const mine = (fn) => (...args) => this.peer === peer && fn(...args);
+    const peer = (this.peer = new ServerPeer(this.hub, this.id, {
+      setup: (pc) => {
+        pc.addEventListener("track", mine((e) => this.onTrack(e)));
+        addCallTransceivers(pc, stream, this.plan);
+      },
+      onState: mine((state) => this.onPeerState(state)),
+      onTransportEnd: mine(() => this.onPeerState("closed")),
+      onServerOffer: mine((payload) => payload.streams && this.onStreams(payload.streams)),
+      onServerAnswered: mine((payload) => payload.streams && this.onStreams(payload.streams, true)),
+      onParticipant: mine((payload) => this.onParticipant(payload)),
     }));
     try {
-      await peer.connect(this.stream, this.plan);
+      await peer.connect();
       this.times.answered = performance.now();
     } catch (err) {
       if (this.state === "ended" || this.peer !== peer) return;
@@ -680,8 +467,4 @@ export class Call {
     buttons.push(btn("hangup", "hangup", this.leaves ? s("leave") : s("hangup"), () => this.hangup(), "callbtn--danger"));
     replace(this.controlsEl, buttons);
   }
-}
-
-function stopAll(stream) {
-  if (stream) for (const t of stream.getTracks()) t.stop();
 }

@@ -1,26 +1,38 @@
 // One WebRTC peer connection between this page and the server's media plane, for one accepted
-// request (co-browsing, calls, video, ...). The signalling rides on the page's Hub (Socket.IO):
+// request (co-browsing, calls, video, ...): the one negotiation of the pages. The signalling rides on
+// the page's Hub (Socket.IO):
 //
 //   const peer = new ServerPeer(hub, requestId, {
-//     setup(pc) { ... },            // before the first offer: add data channels, tracks, transceivers
+//     setup(pc) { ... },            // before the first offer: add data channels, tracks, transceivers,
+//                                   //   `track` listeners
 //     onServerOffer(payload) { },   // optional: a server `rtc.offer` {sdp, type, streams} arrived
 //                                   //   (called before it is answered; `streams` names publishers)
+//     onServerAnswered(payload) { },// optional: that offer is applied and answered (`rtc.answer` acked)
 //     onState(state) { },           // optional: pc.connectionState changes ("connected", "failed", ...)
+//     onTransportEnd(state) { },    // optional: the DTLS transport closed or failed (the server closing
+//                                   //   the connection is seen at once, not after the ~15 s ICE timeout)
+//     onParticipant(payload) { },   // optional: `rtc.participant` events of this request
+//                                   //   {type: "connected" | "reconnecting" | "rejoined" | ..., participant}
 //   });
 //   await peer.connect();           // rtc.config -> RTCPeerConnection({iceServers}) -> setup(pc)
 //                                   //   -> offer (all ICE candidates in it) -> rtc.offer -> answer applied
 //   await peer.renegotiate();       // after adding/removing tracks: a new client offer
+//   await peer.inboundStats();      // inbound RTP figures (tests, diagnostics)
 //   peer.close();                   // closes the connection (the server sees the peer gone)
 //
 // Server-sent `rtc.offer` events for this request (the server added or removed senders) are
 // answered with `rtc.answer` automatically. The client is the polite peer: when the server refuses
 // an offer with `conflict` / `reason: "glare"`, the client rolls back, answers the server's offer
 // (which arrives as an event) and offers again. Negotiations run one at a time.
+//
+// A new peer for the same request (a reconnect, a reload's rejoin) replaces the previous one: the
+// server replaces the participant's peer when a new connection offers.
 
 const GATHER_TIMEOUT_MS = 3000;
 const GLARE_RETRIES = 5;
 
-/** hub -> Map(requestId -> ServerPeer): one `rtc.offer` listener per hub, dispatching by request. */
+/** hub -> Map(requestId -> ServerPeer): one `rtc.offer` and one `rtc.participant` listener per hub,
+ * dispatching by request id. */
 const peersByHub = new WeakMap();
 
 function registry(hub) {
@@ -32,6 +44,10 @@ function registry(hub) {
       const peer = payload && peers.get(payload.request_id);
       if (peer) peer._onServerOffer(payload);
     });
+    hub.on("rtc.participant", (payload) => {
+      const peer = payload && peers.get(payload.request_id);
+      if (peer) peer._onParticipant(payload);
+    });
   }
   return peers;
 }
@@ -40,14 +56,16 @@ export class ServerPeer {
   /**
    * @param {object} hub  the page's Hub (`call`, `on`)
    * @param {string} requestId  the accepted request
-   * @param {{setup?: Function, onServerOffer?: Function, onState?: Function}} options
+   * @param {{setup?: Function, onServerOffer?: Function, onServerAnswered?: Function, onState?: Function,
+   *   onTransportEnd?: Function, onParticipant?: Function}} options
    */
-  constructor(hub, requestId, { setup, onServerOffer, onState } = {}) {
+  constructor(hub, requestId, { setup, onServerOffer, onServerAnswered, onState, onTransportEnd, onParticipant } = {}) {
     this.hub = hub;
     this.requestId = requestId;
     this.setup = setup;
-    this.onServerOfferHook = onServerOffer;
+    this.hooks = { onServerOffer, onServerAnswered, onParticipant };
     this.onState = onState;
+    this.onTransportEnd = onTransportEnd;
     this.pc = null;
     this.closed = false;
     this._chain = Promise.resolve();
@@ -78,6 +96,7 @@ export class ServerPeer {
     });
     if (this.setup) this.setup(this.pc);
     await this.renegotiate();
+    if (this.onTransportEnd && !this.closed) this._watchTransport();
   }
 
   /** Offer the current state of the connection to the server and apply its answer. */
@@ -134,13 +153,7 @@ export class ServerPeer {
 
   _onServerOffer(payload) {
     if (this.closed || !this.pc) return;
-    if (this.onServerOfferHook) {
-      try {
-        this.onServerOfferHook(payload);
-      } catch (err) {
-        console.error(err);
-      }
-    }
+    this._hook("onServerOffer", payload);
     const pc = this.pc;
     const answerIt = async () => {
       if (this.closed) return;
@@ -151,6 +164,7 @@ export class ServerPeer {
       this._answeredCount += 1;
       if (this._onAnswered) this._onAnswered();
       this._onAnswered = null;
+      this._hook("onServerAnswered", payload);
     };
     const failed = (err) => console.warn("rtc.answer failed", err);
     // A client offer waiting for the server is refused (glare) only once this offer is answered:
@@ -159,10 +173,44 @@ export class ServerPeer {
     else this._serial(answerIt).catch(failed);
   }
 
+  _onParticipant(payload) {
+    if (!this.closed) this._hook("onParticipant", payload);
+  }
+
+  /** Call an optional hook; its errors are logged, never break the negotiation. */
+  _hook(name, payload) {
+    const fn = this.hooks[name];
+    if (!fn) return;
+    try {
+      fn(payload);
+    } catch (err) {
+      console.error(err);
+    }
+  }
+
+  /** The server closing the connection (DTLS close_notify) is "closed" at once; the ICE timeout that
+   * would say it too takes about 15 s. */
+  _watchTransport() {
+    const pc = this.pc;
+    const parts = [...pc.getSenders(), ...pc.getReceivers()];
+    const transport = parts.map((p) => p.transport).find(Boolean);
+    if (!transport) return;
+    transport.addEventListener("statechange", () => {
+      if (!this.closed && (transport.state === "closed" || transport.state === "failed")) {
+        this.onTransportEnd(transport.state);
+      }
+    });
+  }
+
   _serial(fn) {
     const run = this._chain.then(fn);
     this._chain = run.catch(() => {});
     return run;
+  }
+
+  /** Inbound RTP figures of this connection (see `inboundStats`). */
+  inboundStats() {
+    return inboundStats(this.pc);
   }
 
   /** Close the connection (idempotent). */
@@ -194,4 +242,20 @@ function gathered(pc) {
     const timer = setTimeout(done, GATHER_TIMEOUT_MS);
     pc.addEventListener("icegatheringstatechange", check);
   });
+}
+
+/** Inbound RTP figures of a peer connection: `{video: [{mid, framesDecoded, frameWidth, frameHeight}],
+ * audio: [{mid, packetsReceived}]}` (empty when there is no open connection). */
+export async function inboundStats(pc) {
+  const out = { video: [], audio: [] };
+  if (!pc || pc.connectionState === "closed") return out;
+  (await pc.getStats()).forEach((r) => {
+    if (r.type !== "inbound-rtp") return;
+    if (r.kind === "video") {
+      out.video.push({ mid: r.mid, framesDecoded: r.framesDecoded || 0, frameWidth: r.frameWidth || 0, frameHeight: r.frameHeight || 0 });
+    } else if (r.kind === "audio") {
+      out.audio.push({ mid: r.mid, packetsReceived: r.packetsReceived || 0 });
+    }
+  });
+  return out;
 }

@@ -7,7 +7,8 @@
 // A reload does not end a call: the tab remembers its calls (sessionStorage), the server keeps its place
 // for the rejoin grace, and the reloaded page joins again by itself when the synced request is still
 // live (a shared screen needs a click again: the call shows "Share my screen").
-import { Call, CALL_KINDS, acquire, joinedCalls, plan, rememberCall } from "../shared/media.js";
+import { Call } from "../shared/media.js";
+import { CALL_KINDS, acquire, joinedCalls, plan, rememberCall } from "../shared/callplan.js";
 import mediaCss from "../shared/media.css";
 import { requestHandlers } from "./handlers.js";
 
