@@ -28,6 +28,7 @@ from signaling.domain.errors import Conflict, DomainError, NotFound, Unavailable
 from signaling.domain.models import Agent, Article, Attachment, Flow, Team, TextBlock, Visitor
 from signaling.storage import redis_scripts as lua
 from signaling.storage.redis_codec import decode, encode, flat, fold, pairs
+from signaling.storage.redis_pipe import RedisPipe
 
 log = logging.getLogger("signaling.storage.redis_store")
 """Named after the store's public module (its log records kept that name before the split)."""
@@ -90,6 +91,8 @@ class RedisCore:
         self.close_timeout = close_timeout
         self._redis: Client | None = None
         self._scripts: dict[str, Any] = {}
+        self._pipe: RedisPipe | None = None
+        """The scripts' auto-pipelined connection (:mod:`~signaling.storage.redis_pipe`); None with TLS."""
         self._inflight = 0
         self._idle = asyncio.Event()
         self._idle.set()
@@ -134,6 +137,9 @@ class RedisCore:
                 self._idle.set()
 
     async def _script(self, name: str, keys: list[str], args: list[Any], *, idempotent: bool = False) -> Any:
+        pipe = self._pipe
+        if pipe is not None:
+            return await self._call(lambda _: pipe.script(name, keys, args), idempotent=idempotent)
         script = self._scripts[name]
         return await self._call(lambda c: script(keys=keys, args=args, client=c), idempotent=idempotent)
 
@@ -173,23 +179,25 @@ class RedisCore:
             raise
         self._redis = client
         self._closing = False
-        self._scripts = {
-            name: client.register_script(getattr(lua, name))
-            for name in (
-                "PUT_RECORD",
-                "DELETE_RECORD",
-                "PRESENCE_ADD",
-                "PRESENCE_REMOVE",
-                "PRESENCE_DROP_NODE",
-                "CONV_CREATE",
-                "CONV_UPDATE",
-                "APPEND_MESSAGE",
-                "MARK_RECEIPT",
-                "REQUEST_CREATE",
-                "REQUEST_UPDATE",
-                "UNLOCK",
-            )
-        }
+        names = (
+            "PUT_RECORD",
+            "DELETE_RECORD",
+            "PRESENCE_ADD",
+            "PRESENCE_REMOVE",
+            "PRESENCE_DROP_NODE",
+            "CONV_CREATE",
+            "CONV_UPDATE",
+            "APPEND_MESSAGE",
+            "MARK_RECEIPT",
+            "REQUEST_CREATE",
+            "REQUEST_UPDATE",
+            "UNLOCK",
+        )
+        self._scripts = {name: client.register_script(getattr(lua, name)) for name in names}
+        if RedisPipe.supports(self.url):
+            self._pipe = RedisPipe(self.url, connect_timeout=self.connect_timeout)
+            for name in names:
+                self._pipe.register(name, getattr(lua, name))
         await self._script(  # this node's previous run: gone, whatever its liveness key says
             "PRESENCE_DROP_NODE",
             [
@@ -212,6 +220,9 @@ class RedisCore:
         except TimeoutError:
             log.warning("redis store: closing with %d calls still running", self._inflight)
         self._redis = None
+        pipe, self._pipe = self._pipe, None
+        if pipe is not None:
+            await pipe.close()
         await client.aclose()
         await client.connection_pool.aclose()
 
