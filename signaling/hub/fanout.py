@@ -21,6 +21,9 @@ ROOM_PREFIXES = tuple(prefix for _, prefix in _ROOM.values())
 
 
 class SocketIOFanout:
+    """Emits through the server's client manager (what ``AsyncServer.emit`` does after logging), once per
+    namespace with every room of that namespace (each socket gets an event at most once)."""
+
     def __init__(self, sio: socketio.AsyncServer) -> None:
         self.sio = sio
 
@@ -30,12 +33,13 @@ class SocketIOFanout:
         by_namespace: dict[str, list[str]] = {}
         for audience in audiences:
             namespace, prefix = _ROOM[audience.kind]
-            by_namespace.setdefault(namespace, []).append(prefix + audience.id)
+            rooms = by_namespace.get(namespace)
+            if rooms is None:
+                by_namespace[namespace] = [prefix + audience.id]
+            else:
+                rooms.append(prefix + audience.id)
+        manager = self.sio.manager
         for namespace, rooms in by_namespace.items():
-            await self.sio.emit(
-                event,
-                payload,
-                to=rooms if len(rooms) > 1 else rooms[0],
-                namespace=namespace,
-                skip_sid=skip_sid,
+            await manager.emit(
+                event, payload, namespace, room=rooms if len(rooms) > 1 else rooms[0], skip_sid=skip_sid
             )

@@ -198,10 +198,10 @@ class ConversationService:
         if len(body) > self.settings.message_max_chars:
             raise Invalid(f"body is longer than {self.settings.message_max_chars} characters", field="body")
         return Message(
-            id=new_id("msg"),
+            id=self.timeline.ids.new("msg"),
             conversation_id=conversation_id,
             seq=0,
-            client_id=client_id or new_id("c"),
+            client_id=client_id or self.timeline.ids.new("c"),
             author=principal.author(),
             kind=kind,
             body=body,

@@ -7,7 +7,7 @@ import re
 from typing import Any
 
 from signaling.domain.errors import NotFound
-from signaling.domain.models import Agent, Author, Conversation, Message, Visitor, new_id, utcnow
+from signaling.domain.models import Agent, Author, Conversation, IdPool, Message, Visitor, utcnow
 from signaling.services.fanout import Audience, Fanout
 from signaling.services.principal import Principal
 from signaling.storage.base import AccessRule, AppendResult, Store
@@ -77,6 +77,12 @@ class Timeline:
         """Conversations a customer was let into, by id (see :meth:`conversation_to_append`)."""
         self._last_wire: tuple[Message, dict[str, Any]] | None = None
         """The message :meth:`publish` built a wire shape for last, and that shape (see :meth:`message_wire`)."""
+        self.ids = IdPool()
+        """Ids of new messages (one ``os.urandom`` read per few hundred ids)."""
+        self._rules: dict[tuple[str, bool, tuple[str, ...]], AccessRule] = {}
+        """:meth:`append_rule` results, by agent id, admin flag and teams."""
+        self._audiences: dict[tuple[str, str | None, str, bool], list[Audience]] = {}
+        """:meth:`publish`'s audiences, by team, assignee, visitor and whether the message is a note."""
 
     # -- access ---------------------------------------------------------------------------------------
     @staticmethod
@@ -198,12 +204,20 @@ class Timeline:
         return wire
 
     # -- appends --------------------------------------------------------------------------------------
-    @staticmethod
-    def append_rule(agent: Agent) -> AccessRule:
-        """:meth:`may_access` for ``agent`` as a rule the store checks atomically with an append."""
-        if agent.is_admin:
-            return AccessRule(everyone=True)
-        return AccessRule(team_ids=frozenset(agent.team_ids), assignee_id=agent.id)
+    def append_rule(self, agent: Agent) -> AccessRule:
+        """:meth:`may_access` for ``agent`` as a rule the store checks atomically with an append (rules are
+        immutable: one per agent id, admin flag and teams is remembered, up to :data:`OWNED_CACHE_SIZE`)."""
+        key = (agent.id, agent.is_admin, tuple(agent.team_ids))
+        rule = self._rules.get(key)
+        if rule is None:
+            if agent.is_admin:
+                rule = AccessRule(everyone=True)
+            else:
+                rule = AccessRule(team_ids=frozenset(agent.team_ids), assignee_id=agent.id)
+            if len(self._rules) >= OWNED_CACHE_SIZE:
+                self._rules.clear()
+            self._rules[key] = rule
+        return rule
 
     async def append(
         self, message: Message, skip_sid: str | None = None, access: AccessRule | None = None
@@ -225,21 +239,27 @@ class Timeline:
         return message.to_wire()
 
     async def publish(self, conv: Conversation, message: Message, skip_sid: str | None = None) -> None:
+        """``message.new`` to who may see ``message``: the conversation's agents, and its visitor unless it is
+        a note."""
         wire = message.to_wire()
         self._last_wire = (message, wire)
-        payload = {"message": wire}
-        if message.is_note:
-            await self.fanout.emit("message.new", payload, self.agents_of(conv), skip_sid=skip_sid)
-        else:
-            await self.fanout.emit("message.new", payload, self.everyone(conv), skip_sid=skip_sid)
+        note = message.kind == "note"
+        key = (conv.team_id, conv.assignee_id, conv.visitor_id, note)
+        audiences = self._audiences.get(key)
+        if audiences is None:  # remembered: the same few per conversation, and never mutated
+            audiences = self.agents_of(conv) if note else self.everyone(conv)
+            if len(self._audiences) >= OWNED_CACHE_SIZE:
+                self._audiences.clear()
+            self._audiences[key] = audiences
+        await self.fanout.emit("message.new", {"message": wire}, audiences, skip_sid=skip_sid)
 
     async def system(self, conv: Conversation, code: str, **params: Any) -> Message:
         """Append a system message (``code`` + ``params``, rendered in English in ``body``)."""
         message = Message(
-            id=new_id("msg"),
+            id=self.ids.new("msg"),
             conversation_id=conv.id,
             seq=0,
-            client_id=new_id("sys"),
+            client_id=self.ids.new("sys"),
             author=SYSTEM_AUTHOR,
             kind="system",
             body=render_system(code, params),
@@ -258,10 +278,10 @@ class Timeline:
         skip_sid: str | None = None,
     ) -> AppendResult:
         message = Message(
-            id=new_id("msg"),
+            id=self.ids.new("msg"),
             conversation_id=conv.id,
             seq=0,
-            client_id=client_id or new_id("note"),
+            client_id=client_id or self.ids.new("note"),
             author=author,
             kind="note",
             body=body,

@@ -1,0 +1,51 @@
+"""Pins ``IdPool``, the message ids of the hot path: the same shape as ``new_id`` (prefix, 16 base64url
+characters from 12 random bytes), never a repeat across refills, and a forked child that does not hand
+out its parent's next ids."""
+
+from __future__ import annotations
+
+import base64
+import os
+import re
+
+import pytest
+
+from signaling.domain.models import IdPool, new_id
+
+ID = re.compile(r"^msg_[A-Za-z0-9_-]{16}$")
+
+
+def test_same_shape_as_new_id() -> None:
+    """Pool ids and ``new_id`` ids look alike and decode to 12 bytes."""
+    pool = IdPool(batch=4)
+    for value in (pool.new("msg"), new_id("msg")):
+        assert ID.match(value), value
+        assert len(base64.urlsafe_b64decode(value[4:])) == 12
+
+
+def test_unique_across_refills() -> None:
+    """A small batch refills many times; no id comes out twice."""
+    pool = IdPool(batch=3)
+    ids = [pool.new("msg") for _ in range(3000)]
+    assert len(set(ids)) == len(ids)
+    assert all(ID.match(i) for i in ids)
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
+def test_forked_child_does_not_repeat_parent_ids() -> None:
+    """After a fork the child draws fresh bytes instead of the parent's next ids."""
+    pool = IdPool(batch=64)
+    pool.new("msg")
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: report its next ids and leave at once
+        os.close(read)
+        os.write(write, " ".join(pool.new("msg") for _ in range(5)).encode())
+        os._exit(0)
+    os.close(write)
+    with os.fdopen(read) as fh:
+        child = fh.read().split()
+    os.waitpid(pid, 0)
+    parent = [pool.new("msg") for _ in range(5)]
+    assert len(child) == 5
+    assert not set(child) & set(parent)
