@@ -7,7 +7,6 @@ compare-and-set updates and "one live request per kind" are atomic without locks
 
 from __future__ import annotations
 
-import dataclasses
 import json
 from datetime import UTC, datetime
 from typing import Any
@@ -137,10 +136,77 @@ def search_conversations(
 # -- messages
 
 
+_APPEND_SET = (
+    "UPDATE conversations SET last_seq = last_seq + 1, updated_at = MAX(updated_at, ?), unread = unread + ?, "
+    "last_message_at = CASE WHEN ? THEN ? ELSE last_message_at END, "
+    "last_message_preview = CASE WHEN ? THEN ? ELSE last_message_preview END WHERE id = ?"
+)
+# A message with a client_id takes its seq only when that client_id is new in the conversation: the
+# replay check rides in the UPDATE (one index probe in SQLite) instead of a statement of its own.
+_NEW_CLIENT_ID = " AND NOT EXISTS (SELECT 1 FROM messages WHERE conversation_id = ? AND client_id = ?)"
+_RETURNING = f" RETURNING {s.CONVERSATION_COLUMNS}"
+_MESSAGE_INSERT = "INSERT INTO messages VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+
+
 def append_message(conn: Conn, m: Message, access: AccessRule | None = None) -> AppendResult:
     """Store with the next ``seq`` and update the counters; idempotent on ``client_id``. With ``access``,
-    the conversation must pass it (``NotFound`` otherwise, nothing written): checked in the ``UPDATE``'s
-    ``WHERE`` for a new message (no extra statement), by a read for a replay."""
+    the conversation must pass it (``NotFound`` otherwise, nothing written).
+
+    A new message costs two statements: the ``UPDATE ... RETURNING`` that takes the seq, checks the
+    access rule and that the client_id is new in its ``WHERE``, then the ``INSERT``. When the ``UPDATE``
+    matches nothing, a read tells a replay (answered with the stored message, access checked) from a
+    refusal or a missing conversation."""
+    where, where_params = _access_where(access)
+    at = s.ts(m.created_at)
+    visible = m.kind != "note"
+    params: tuple[Any, ...] = (
+        at,
+        1 if m.author.kind == "customer" else 0,
+        visible,
+        at,
+        visible,
+        m.body[:PREVIEW_CHARS],
+        m.conversation_id,
+        *where_params,
+    )
+    sql = _APPEND_SET + where
+    if m.client_id:
+        sql += _NEW_CLIENT_ID
+        params += (m.conversation_id, m.client_id)
+    row = conn.execute(sql + _RETURNING, params).fetchone()
+    if row is None:
+        return _append_refused(conn, m, access)
+    conversation = s.conversation_from_values(row)
+    seq = conversation.last_seq
+    data = s.to_json(m.data) if m.data else "{}"
+    conn.execute(
+        _MESSAGE_INSERT,
+        (
+            m.id,
+            m.conversation_id,
+            seq,
+            m.client_id or None,
+            m.author.kind,
+            m.author.id,
+            m.author.name,
+            m.kind,
+            m.body,
+            data,
+            at,
+        ),
+    )
+    # The stored record as a read would return it: UTC time, data as JSON gives it back.
+    stored = s.clone_message(m)
+    stored.seq = seq
+    stored.author = s.clone_author(m.author)
+    stored.data = json.loads(data) if m.data else {}
+    stored.created_at = m.created_at.astimezone(UTC)
+    return AppendResult(message=stored, created=True, conversation=conversation)
+
+
+def _append_refused(conn: Conn, m: Message, access: AccessRule | None) -> AppendResult:
+    """The append's ``UPDATE`` matched nothing: a replay of a stored client_id (its stored message, if
+    ``access`` allows it), else ``NotFound``."""
     if m.client_id:
         row = conn.execute(
             "SELECT * FROM messages WHERE conversation_id = ? AND client_id = ?",
@@ -151,43 +217,9 @@ def append_message(conn: Conn, m: Message, access: AccessRule | None = None) -> 
             if access is not None and not access.allows(conversation.team_id, conversation.assignee_id):
                 raise NotFound("no such conversation")
             return AppendResult(message=s.message_from(row), created=False, conversation=conversation)
-    where, where_params = _access_where(access)
-    at = s.ts(m.created_at)
-    visible = m.kind != "note"
-    # One statement takes the next seq and updates the counters (3 statements per message, not 6).
-    row = conn.execute(
-        "UPDATE conversations SET last_seq = last_seq + 1, updated_at = MAX(updated_at, ?), unread = unread + ?, "
-        "last_message_at = CASE WHEN ? THEN ? ELSE last_message_at END, "
-        "last_message_preview = CASE WHEN ? THEN ? ELSE last_message_preview END WHERE id = ?"
-        + where
-        + " RETURNING *",
-        (
-            at,
-            1 if m.author.kind == "customer" else 0,
-            visible,
-            at,
-            visible,
-            m.body[:PREVIEW_CHARS],
-            m.conversation_id,
-            *where_params,
-        ),
-    ).fetchone()
-    if row is None:
-        if access is not None:
-            raise NotFound("no such conversation")
-        raise NotFound("no such conversation", id=m.conversation_id)
-    conversation = s.conversation_from(row)
-    seq = conversation.last_seq
-    conn.execute("INSERT INTO messages VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", s.message_row(m, seq))
-    # The stored record as a read would return it: UTC time, data as JSON gives it back.
-    stored = dataclasses.replace(
-        m,
-        seq=seq,
-        author=dataclasses.replace(m.author),
-        data=json.loads(json.dumps(m.data)) if m.data else {},
-        created_at=m.created_at.astimezone(UTC),
-    )
-    return AppendResult(message=stored, created=True, conversation=conversation)
+    if access is not None:
+        raise NotFound("no such conversation")
+    raise NotFound("no such conversation", id=m.conversation_id)
 
 
 def _access_where(access: AccessRule | None) -> tuple[str, tuple[str, ...]]:
