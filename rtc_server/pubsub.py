@@ -11,8 +11,13 @@ What the stock manager does not give, and why this subclass exists:
   only while the task runs, the subscription is up and the last sign of life is recent. ``/readyz``
   reports it.
 - Its publisher uses redis-py's default pool, which raises ``MaxConnectionsError`` when every
-  connection is busy (see FACTS.md); here publishing goes through a ``BlockingConnectionPool``
-  (waits for a connection instead) that reconnects by itself, on one long-lived client.
+  connection is busy (see FACTS.md); here publishing goes through one auto-pipelined connection
+  (:class:`~signaling.storage.redis_pipe.RedisPipe`: what is published during one event-loop iteration
+  leaves in one write, and nothing waits for a free connection) that reopens after a loss. With TLS
+  (``rediss://``), a redis-py ``BlockingConnectionPool`` (waits for a connection instead of failing).
+- Its listener reads with redis-py's ``PubSub``; here with a
+  :class:`~signaling.storage.redis_pipe.RedisSubscriber` (hiredis parsing, no wait per queued message),
+  redis-py's ``PubSub`` again with TLS.
 - It never stops its listener; :meth:`aclose` does (the app calls it at shutdown).
 """
 
@@ -29,6 +34,8 @@ import socketio
 from redis import asyncio as aioredis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
+
+from signaling.storage.redis_pipe import RedisPipe, RedisSubscriber
 
 log = logging.getLogger(__name__)
 
@@ -63,15 +70,21 @@ class SupervisedRedisManager(socketio.AsyncRedisManager):
     # -- publishing -----------------------------------------------------------------------------------
 
     def _publisher_client(self) -> Any:
+        """What publishes: a :class:`PipePublisher`, or a redis-py client with TLS."""
         if self._publisher is None:
-            pool = aioredis.BlockingConnectionPool.from_url(
-                self.redis_url,
-                max_connections=self.max_connections,
-                timeout=10,
-                socket_connect_timeout=self.connect_timeout,
-                retry=Retry(NoBackoff(), 1),
-            )
-            self._publisher = aioredis.Redis(connection_pool=pool)
+            if RedisPipe.supports(self.redis_url):
+                self._publisher = PipePublisher(
+                    RedisPipe(self.redis_url, connect_timeout=self.connect_timeout)
+                )
+            else:
+                pool = aioredis.BlockingConnectionPool.from_url(
+                    self.redis_url,
+                    max_connections=self.max_connections,
+                    timeout=10,
+                    socket_connect_timeout=self.connect_timeout,
+                    retry=Retry(NoBackoff(), 1),
+                )
+                self._publisher = aioredis.Redis(connection_pool=pool)
         return self._publisher
 
     async def _publish(self, data: Any) -> Any:
@@ -94,6 +107,51 @@ class SupervisedRedisManager(socketio.AsyncRedisManager):
 
     async def _listen(self) -> AsyncIterator[bytes]:
         """Yield every message published on the channels, resubscribing after any failure."""
+        if not RedisPipe.supports(self.redis_url):
+            async for data in self._listen_redis_py():
+                yield data
+            return
+        loop = asyncio.get_running_loop()
+        delay = 0.1
+        while True:
+            subscriber: RedisSubscriber | None = None
+            try:
+                channels = self.listen_channels()
+                wanted = {c.encode() for c in channels}
+                await self.before_subscribe()
+                subscriber = await RedisSubscriber.open(
+                    self.redis_url, channels, connect_timeout=self.connect_timeout
+                )
+                self.subscribed = True
+                self.last_alive = last_ping = loop.time()
+                delay = 0.1
+                while True:
+                    message = await subscriber.get(timeout=self.heartbeat_s)
+                    now = loop.time()
+                    self.last_alive = max(self.last_alive, subscriber.heard)
+                    if message is not None and message[0] in wanted:
+                        yield message[1]
+                        now = loop.time()
+                    if now - last_ping >= self.heartbeat_s:
+                        subscriber.ping()
+                        last_ping = now
+                    if now - self.last_alive > 3 * self.heartbeat_s:
+                        raise ConnectionError("no pong from Redis on the pub/sub connection")
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.warning("pub/sub listener lost Redis (%s); resubscribing in %.1f s", exc, delay)
+            finally:
+                self.subscribed = False
+                if subscriber is not None:
+                    with contextlib.suppress(Exception):
+                        await subscriber.close()
+            await asyncio.sleep(delay)
+            self.reconnects += 1
+            delay = min(delay * 2, self.retry_max_s)
+
+    async def _listen_redis_py(self) -> AsyncIterator[bytes]:
+        """:meth:`_listen` with redis-py's ``PubSub`` (for TLS URLs)."""
         loop = asyncio.get_running_loop()
         delay = 0.1
         while True:
@@ -156,5 +214,57 @@ class SupervisedRedisManager(socketio.AsyncRedisManager):
         if publisher is not None:
             with contextlib.suppress(Exception):
                 await publisher.aclose()
-            with contextlib.suppress(Exception):
-                await publisher.connection_pool.aclose()
+            if not isinstance(publisher, PipePublisher):
+                with contextlib.suppress(Exception):
+                    await publisher.connection_pool.aclose()
+
+
+class PipePublisher:
+    """Publishing on a :class:`~signaling.storage.redis_pipe.RedisPipe`, with the part of redis-py's
+    client interface the managers use: ``publish`` and ``pipeline(transaction=False)``."""
+
+    def __init__(self, pipe: RedisPipe) -> None:
+        self.pipe = pipe
+
+    async def publish(self, channel: str, payload: str | bytes) -> int:
+        """``PUBLISH``: how many subscribers received it."""
+        return int(await self.pipe.call("PUBLISH", channel, payload))
+
+    def pipeline(self, transaction: bool = False) -> PipeBatch:
+        """A batch of commands sent together (never a transaction)."""
+        if transaction:
+            raise ValueError("a PipePublisher batch is not a transaction")
+        return PipeBatch(self.pipe)
+
+    async def aclose(self) -> None:
+        """Close the connection."""
+        await self.pipe.close()
+
+
+class PipeBatch:
+    """Commands queued, then sent in order in one write by :meth:`execute`."""
+
+    def __init__(self, pipe: RedisPipe) -> None:
+        self._pipe = pipe
+        self._commands: list[tuple[Any, ...]] = []
+
+    def publish(self, channel: str, payload: str | bytes) -> None:
+        self._commands.append(("PUBLISH", channel, payload))
+
+    def sadd(self, key: str, *members: str) -> None:
+        self._commands.append(("SADD", key, *members))
+
+    def srem(self, key: str, *members: str) -> None:
+        self._commands.append(("SREM", key, *members))
+
+    def eval(self, script: str, numkeys: int, *keys_and_args: Any) -> None:
+        self._commands.append(("EVAL", script, numkeys, *keys_and_args))
+
+    async def execute(self) -> list[Any]:
+        """Every reply in order; raises the first refusal after all ran (as redis-py's pipeline)."""
+        results = await self._pipe.batch(self._commands)
+        self._commands = []
+        for result in results:
+            if isinstance(result, Exception):
+                raise result
+        return results

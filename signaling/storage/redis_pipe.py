@@ -55,13 +55,15 @@ def encode_command(args: tuple[Any, ...] | list[Any]) -> bytes:
 class _Protocol(asyncio.Protocol):
     """One connection: queued commands leave once per loop iteration; replies resolve futures in order."""
 
-    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+    def __init__(self, loop: asyncio.AbstractEventLoop, encoding: str | None = "utf-8") -> None:
         self.loop = loop
-        self.reader = hiredis.Reader(encoding="utf-8")
+        self.reader = hiredis.Reader(encoding=encoding) if encoding else hiredis.Reader()
         self.waiters: collections.deque[asyncio.Future[Any]] = collections.deque()
         self.pending: list[bytes] = []
         self.transport: asyncio.Transport | None = None
         self.lost: Exception | None = None
+        self.loaded: set[str] = set()
+        """SHA-1s of the scripts whose body this connection has sent (``EVALSHA`` works for them)."""
         self._scheduled = False
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -80,6 +82,11 @@ class _Protocol(asyncio.Protocol):
             self._scheduled = True
             self.loop.call_soon(self._flush)
         return future
+
+    def _flush_now(self, command: bytes) -> None:
+        """Write a command whose reply is not awaited (subscribe mode's pushes answer it)."""
+        if self.transport is not None and self.lost is None:
+            self.transport.write(command)
 
     def _flush(self) -> None:
         self._scheduled = False
@@ -121,13 +128,7 @@ class RedisPipe:
     """Commands pipelined on one Redis connection, opened on first use and again after a loss."""
 
     def __init__(self, url: str, *, connect_timeout: float = 2.0) -> None:
-        options = parse_url(url)
-        self._path: str | None = options.get("path")
-        self._host: str = options.get("host", "localhost")
-        self._port: int = int(options.get("port", 6379))
-        self._db = int(options.get("db") or 0)
-        self._username: str | None = options.get("username")
-        self._password: str | None = options.get("password")
+        self._options = parse_url(url)
         self.connect_timeout = connect_timeout
         self._protocol: _Protocol | None = None
         self._connecting: asyncio.Future[_Protocol] | None = None
@@ -153,14 +154,66 @@ class RedisPipe:
         return await protocol.send(command)
 
     async def script(self, name: str, keys: list[str], args: list[Any]) -> Any:
-        """``EVALSHA`` of a registered script, loading it with ``EVAL`` when Redis does not have it."""
+        """Run a registered script."""
         sha, source = self._scripts[name]
+        return await self._evalsha(sha, source, len(keys), *keys, *args)
+
+    async def eval(self, source: str, numkeys: int, *keys_and_args: Any) -> Any:
+        """``EVAL`` of ``source``, sent as ``EVALSHA`` once this connection has sent its body."""
+        sha, body = self._known(source)
+        return await self._evalsha(sha, body, numkeys, *keys_and_args)
+
+    async def batch(self, commands: list[tuple[Any, ...]]) -> list[Any]:
+        """Send ``commands`` together and in order; their replies, with an exception in place of each
+        refused one (``("EVAL", source, numkeys, ...)`` goes as ``EVALSHA`` when it can). Raises
+        ``ConnectionError`` when the connection is lost (how many ran is then unknown)."""
+        protocol = self._protocol
+        if protocol is None or protocol.lost is not None:
+            protocol = await self._connect()
+        futures = []
+        for command in commands:
+            if command[0] == "EVAL":
+                sha, body = self._known(command[1])
+                command = self._eval_command(protocol, sha, body, command[2:])
+            futures.append(protocol.send(encode_command(command)))
+        results: list[Any] = []
+        for future in futures:
+            try:
+                results.append(await future)
+            except ResponseError as exc:
+                if str(exc).startswith("NOSCRIPT"):
+                    protocol.loaded.clear()  # flushed: the next batch sends the bodies again
+                results.append(exc)
+        return results
+
+    def _known(self, source: str) -> tuple[str, bytes]:
+        known = self._scripts.get(source)
+        if known is None:
+            self.register(source, source)
+            known = self._scripts[source]
+        return known
+
+    @staticmethod
+    def _eval_command(protocol: _Protocol, sha: str, body: bytes, rest: tuple[Any, ...]) -> tuple[Any, ...]:
+        """``EVALSHA`` when this connection has already sent the script's body, else ``EVAL`` (Redis then
+        keeps it): the replies keep the commands' order, with no ``NOSCRIPT`` round trip on a new
+        connection (a restarted Redis)."""
+        if sha in protocol.loaded:
+            return ("EVALSHA", sha, *rest)
+        protocol.loaded.add(sha)
+        return ("EVAL", body, *rest)
+
+    async def _evalsha(self, sha: str, body: bytes, *rest: Any) -> Any:
+        protocol = self._protocol
+        if protocol is None or protocol.lost is not None:
+            protocol = await self._connect()
         try:
-            return await self.call("EVALSHA", sha, len(keys), *keys, *args)
+            return await protocol.send(encode_command(self._eval_command(protocol, sha, body, rest)))
         except ResponseError as exc:
             if not str(exc).startswith("NOSCRIPT"):
                 raise
-        return await self.call("EVAL", source, len(keys), *keys, *args)
+        protocol.loaded.discard(sha)  # SCRIPT FLUSH: send the body again
+        return await protocol.send(encode_command(self._eval_command(protocol, sha, body, rest)))
 
     async def close(self) -> None:
         """Close the connection; calls in flight fail with ``ConnectionError``."""
@@ -190,26 +243,133 @@ class RedisPipe:
 
     async def _open(self) -> _Protocol:
         loop = asyncio.get_running_loop()
-        try:
-            async with asyncio.timeout(self.connect_timeout):
-                if self._path is not None:
-                    _, protocol = await loop.create_unix_connection(lambda: _Protocol(loop), self._path)
-                else:
-                    _, protocol = await loop.create_connection(
-                        lambda: _Protocol(loop), self._host, self._port
+        return await _open(self._options, lambda: _Protocol(loop), self.connect_timeout)
+
+
+async def _open(options: dict[str, Any], factory: Any, connect_timeout: float) -> Any:
+    """Connect a protocol made by ``factory`` to the Redis of ``options`` (``parse_url``'s), then
+    ``AUTH`` and ``SELECT`` as the URL says."""
+    loop = asyncio.get_running_loop()
+    path = options.get("path")
+    host, port = options.get("host", "localhost"), int(options.get("port", 6379))
+    try:
+        async with asyncio.timeout(connect_timeout):
+            if path is not None:
+                _, protocol = await loop.create_unix_connection(factory, path)
+            else:
+                _, protocol = await loop.create_connection(factory, host, port)
+            try:
+                password, username = options.get("password"), options.get("username")
+                if password is not None:
+                    await protocol.send(
+                        encode_command(["AUTH", username, password] if username else ["AUTH", password])
                     )
-                try:
-                    if self._password is not None:
-                        auth = [self._username, self._password] if self._username else [self._password]
-                        await protocol.send(encode_command(["AUTH", *auth]))
-                    if self._db:
-                        await protocol.send(encode_command(["SELECT", self._db]))
-                except BaseException:
-                    if protocol.transport is not None:
-                        protocol.transport.close()
-                    raise
-        except TimeoutError as exc:
-            raise RedisTimeoutError(f"timed out connecting to Redis at {self._host}:{self._port}") from exc
-        except OSError as exc:
-            raise RedisConnectionError(f"cannot connect to Redis: {exc}") from exc
-        return protocol
+                if options.get("db"):
+                    await protocol.send(encode_command(["SELECT", int(options["db"])]))
+            except BaseException:
+                if protocol.transport is not None:
+                    protocol.transport.close()
+                raise
+    except TimeoutError as exc:
+        raise RedisTimeoutError(f"timed out connecting to Redis at {path or f'{host}:{port}'}") from exc
+    except OSError as exc:
+        raise RedisConnectionError(f"cannot connect to Redis: {exc}") from exc
+    return protocol
+
+
+class _SubscriberProtocol(_Protocol):
+    """A connection in subscribe mode: published messages are queued; other replies answer commands."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        super().__init__(loop, encoding=None)
+        self.messages: collections.deque[tuple[bytes, bytes]] = collections.deque()
+        self.heard = loop.time()
+        self.wakeup: asyncio.Future[None] | None = None
+
+    def data_received(self, data: bytes) -> None:
+        reader = self.reader
+        reader.feed(data)
+        try:
+            while (reply := reader.gets()) is not False:
+                if isinstance(reply, list) and reply and reply[0] in _PUSHES:
+                    self.heard = self.loop.time()
+                    if reply[0] == b"message":
+                        self.messages.append((reply[1], reply[2]))
+                    continue
+                future = self.waiters.popleft()  # AUTH / SELECT
+                if not future.done():
+                    if isinstance(reply, hiredis.ReplyError):
+                        future.set_exception(ResponseError(str(reply)))
+                    else:
+                        future.set_result(reply)
+        except (hiredis.ProtocolError, IndexError) as exc:
+            self._fail(RedisConnectionError(f"Redis protocol error: {exc}"))
+            if self.transport is not None:
+                self.transport.abort()
+        self._wake()
+
+    def _fail(self, error: Exception) -> None:
+        super()._fail(error)
+        self._wake()
+
+    def _wake(self) -> None:
+        wakeup, self.wakeup = self.wakeup, None
+        if wakeup is not None and not wakeup.done():
+            wakeup.set_result(None)
+
+
+_PUSHES = frozenset((b"message", b"subscribe", b"unsubscribe", b"pong"))
+
+
+class RedisSubscriber:
+    """One ``SUBSCRIBE`` connection: the messages published on its channels, in the order Redis sent them.
+
+    The replacement for redis-py's ``PubSub`` in the Socket.IO manager's listener: a message costs a
+    hiredis parse and a deque append, and a batch of them is read without a wait each."""
+
+    def __init__(self, protocol: _SubscriberProtocol) -> None:
+        self._protocol = protocol
+
+    @classmethod
+    async def open(cls, url: str, channels: list[str], *, connect_timeout: float = 2.0) -> RedisSubscriber:
+        """Connect and subscribe to ``channels``."""
+        loop = asyncio.get_running_loop()
+        protocol = await _open(parse_url(url), lambda: _SubscriberProtocol(loop), connect_timeout)
+        subscriber = cls(protocol)
+        protocol._flush_now(encode_command(["SUBSCRIBE", *channels]))
+        return subscriber
+
+    @property
+    def heard(self) -> float:
+        """Loop time of the last message, pong or subscription reply."""
+        return self._protocol.heard
+
+    def ping(self) -> None:
+        """Ask for a pong (it updates :attr:`heard`)."""
+        self._protocol._flush_now(encode_command(["PING"]))
+
+    async def get(self, timeout: float) -> tuple[bytes, bytes] | None:
+        """The next ``(channel, data)``; None when nothing came within ``timeout`` seconds. Raises
+        ``ConnectionError`` once the connection is lost (after the messages that arrived before)."""
+        protocol = self._protocol
+        loop = protocol.loop
+        deadline = loop.time() + timeout
+        while True:
+            if protocol.messages:
+                return protocol.messages.popleft()
+            if protocol.lost is not None:
+                raise protocol.lost
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                return None
+            wakeup = protocol.wakeup = loop.create_future()
+            timer = loop.call_later(remaining, protocol._wake)
+            try:
+                await wakeup  # a message, a pong, the loss, or the time
+            finally:
+                timer.cancel()
+
+    async def close(self) -> None:
+        """Close the connection."""
+        if self._protocol.transport is not None:
+            self._protocol.transport.close()

@@ -1,7 +1,8 @@
 """The auto-pipelined Redis connection (``signaling.storage.redis_pipe``) against a real redis-server:
 replies reach their own callers in order, errors keep redis-py's classes, a script missing from Redis
 is loaded, a cancelled caller does not shift the replies of the others, and a lost connection fails
-the calls in flight and is reopened by the next call."""
+the calls in flight and is reopened by the next call; batches keep their order; a subscriber gets
+published messages in order and notices a lost connection."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ import pytest
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import DataError, ResponseError
 
-from signaling.storage.redis_pipe import RedisPipe, encode_command
+from signaling.storage.redis_pipe import RedisPipe, RedisSubscriber, encode_command
 from tests.redis_server import RedisServer, redis_available
 
 pytestmark = pytest.mark.skipif(not redis_available(), reason="redis-server is not installed")
@@ -104,3 +105,54 @@ async def test_a_closed_pipe_refuses_calls(pipe: RedisPipe) -> None:
     await pipe.close()
     with pytest.raises(RedisConnectionError):
         await pipe.call("PING")
+
+
+async def test_a_batch_keeps_its_order_and_reports_each_refusal(pipe: RedisPipe) -> None:
+    """batch(): replies in command order, an error in place of a refused command, scripts by EVALSHA
+    once their body was sent on this connection (and again after SCRIPT FLUSH)."""
+    script = "return redis.call('INCR', KEYS[1])"
+    first = await pipe.batch(
+        [("SET", "b", "1"), ("EVAL", script, 1, "b"), ("INCR", "nope-text"), ("GET", "b")]
+    )
+    assert first[:2] == ["OK", 2] and first[3] == "2"
+    await pipe.call("SET", "t", "x")
+    second = await pipe.batch([("INCR", "t"), ("EVAL", script, 1, "b")])
+    assert isinstance(second[0], ResponseError) and second[1] == 3
+    await pipe.call("SCRIPT", "FLUSH")
+    third = await pipe.batch([("EVAL", script, 1, "b")])
+    assert isinstance(third[0], ResponseError)  # NOSCRIPT once: the next batch sends the body again
+    assert await pipe.batch([("EVAL", script, 1, "b")]) == [4]
+    assert await pipe.eval(script, 1, "b") == 5
+
+
+async def test_a_subscriber_gets_published_messages_in_order(server: RedisServer, pipe: RedisPipe) -> None:
+    """RedisSubscriber: the messages of its channels as (channel, bytes), in publish order; a pong
+    counts as a sign of life; get() returns None when nothing came in time."""
+    sub = await RedisSubscriber.open(server.url, ["c1", "c2"])
+    try:
+        for _ in range(50):  # until both subscriptions are confirmed
+            if await pipe.call("PUBSUB", "NUMSUB", "c1", "c2") == ["c1", 1, "c2", 1]:
+                break
+            await asyncio.sleep(0.02)
+        await pipe.batch([("PUBLISH", "c1", f"m{i}") for i in range(100)] + [("PUBLISH", "c2", b"\x00bin")])
+        got = [await sub.get(timeout=2) for _ in range(101)]
+        assert got[:100] == [(b"c1", f"m{i}".encode()) for i in range(100)]
+        assert got[100] == (b"c2", b"\x00bin")
+        before = sub.heard
+        await asyncio.sleep(0.01)
+        sub.ping()
+        assert await sub.get(timeout=0.3) is None
+        assert sub.heard > before
+    finally:
+        await sub.close()
+
+
+async def test_a_subscriber_raises_once_its_connection_is_lost(server: RedisServer) -> None:
+    """A killed Redis: get() raises ConnectionError instead of waiting forever."""
+    sub = await RedisSubscriber.open(server.url, ["c"])
+    try:
+        server.kill()
+        with pytest.raises(RedisConnectionError):
+            await sub.get(timeout=5)
+    finally:
+        await sub.close()
