@@ -1,6 +1,6 @@
 """The OpenAPI 3.1 description of the REST API, served at ``GET /api/openapi.json``.
 
-Written by hand next to the routes; ``tests/functional/test_http_openapi.py`` checks that every route
+Written by hand next to the routes; ``tests/functional/test_http_ops.py`` checks that every route
 registered on the app (pages and ``/socket.io/`` aside) is described here.
 """
 
