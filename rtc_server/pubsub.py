@@ -107,21 +107,18 @@ class SupervisedRedisManager(socketio.AsyncRedisManager):
 
     async def _listen(self) -> AsyncIterator[bytes]:
         """Yield every message published on the channels, resubscribing after any failure."""
-        if not RedisPipe.supports(self.redis_url):
-            async for data in self._listen_redis_py():
-                yield data
-            return
         loop = asyncio.get_running_loop()
         delay = 0.1
         while True:
-            subscriber: RedisSubscriber | None = None
+            subscriber: Any = None
             try:
                 channels = self.listen_channels()
                 wanted = {c.encode() for c in channels}
                 await self.before_subscribe()
-                subscriber = await RedisSubscriber.open(
-                    self.redis_url, channels, connect_timeout=self.connect_timeout
+                opener = (
+                    RedisSubscriber.open if RedisPipe.supports(self.redis_url) else _RedisPySubscriber.open
                 )
+                subscriber = await opener(self.redis_url, channels, connect_timeout=self.connect_timeout)
                 self.subscribed = True
                 self.last_alive = last_ping = loop.time()
                 delay = 0.1
@@ -133,7 +130,7 @@ class SupervisedRedisManager(socketio.AsyncRedisManager):
                         yield message[1]
                         now = loop.time()
                     if now - last_ping >= self.heartbeat_s:
-                        subscriber.ping()
+                        await subscriber.ping()
                         last_ping = now
                     if now - self.last_alive > 3 * self.heartbeat_s:
                         raise ConnectionError("no pong from Redis on the pub/sub connection")
@@ -146,50 +143,6 @@ class SupervisedRedisManager(socketio.AsyncRedisManager):
                 if subscriber is not None:
                     with contextlib.suppress(Exception):
                         await subscriber.close()
-            await asyncio.sleep(delay)
-            self.reconnects += 1
-            delay = min(delay * 2, self.retry_max_s)
-
-    async def _listen_redis_py(self) -> AsyncIterator[bytes]:
-        """:meth:`_listen` with redis-py's ``PubSub`` (for TLS URLs)."""
-        loop = asyncio.get_running_loop()
-        delay = 0.1
-        while True:
-            client = aioredis.Redis.from_url(
-                self.redis_url, socket_connect_timeout=self.connect_timeout, retry=Retry(NoBackoff(), 0)
-            )
-            pubsub = client.pubsub(ignore_subscribe_messages=True)
-            try:
-                channels = self.listen_channels()
-                wanted = {c.encode() for c in channels}
-                await self.before_subscribe()
-                await pubsub.subscribe(*channels)
-                self.subscribed = True
-                self.last_alive = last_ping = loop.time()
-                delay = 0.1
-                while True:
-                    message = await pubsub.get_message(timeout=self.heartbeat_s)
-                    now = loop.time()
-                    if message is not None:
-                        self.last_alive = now
-                        if message["type"] == "message" and message["channel"] in wanted:
-                            yield message["data"]
-                            now = loop.time()
-                    if now - last_ping >= self.heartbeat_s:
-                        await pubsub.ping()
-                        last_ping = now
-                    if now - self.last_alive > 3 * self.heartbeat_s:
-                        raise ConnectionError("no pong from Redis on the pub/sub connection")
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                log.warning("pub/sub listener lost Redis (%s); resubscribing in %.1f s", exc, delay)
-            finally:
-                self.subscribed = False
-                with contextlib.suppress(Exception):
-                    await pubsub.aclose()
-                with contextlib.suppress(Exception):
-                    await client.aclose()
             await asyncio.sleep(delay)
             self.reconnects += 1
             delay = min(delay * 2, self.retry_max_s)
@@ -217,6 +170,49 @@ class SupervisedRedisManager(socketio.AsyncRedisManager):
             if not isinstance(publisher, PipePublisher):
                 with contextlib.suppress(Exception):
                     await publisher.connection_pool.aclose()
+
+
+class _RedisPySubscriber:
+    """redis-py's ``PubSub`` behind :class:`~signaling.storage.redis_pipe.RedisSubscriber`'s interface
+    (for TLS URLs, which the pipe does not speak)."""
+
+    def __init__(self, client: Any, pubsub: Any) -> None:
+        self._client = client
+        self._pubsub = pubsub
+        self.heard = asyncio.get_running_loop().time()
+
+    @classmethod
+    async def open(cls, url: str, channels: list[str], *, connect_timeout: float) -> _RedisPySubscriber:
+        client = aioredis.Redis.from_url(
+            url, socket_connect_timeout=connect_timeout, retry=Retry(NoBackoff(), 0)
+        )
+        subscriber = cls(client, client.pubsub(ignore_subscribe_messages=True))
+        try:
+            await subscriber._pubsub.subscribe(*channels)
+        except BaseException:
+            await subscriber.close()
+            raise
+        return subscriber
+
+    async def get(self, timeout: float) -> tuple[bytes, bytes] | None:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while (remaining := deadline - loop.time()) > 0:
+            message = await self._pubsub.get_message(timeout=remaining)  # None also for what it ignores
+            if message is not None:
+                self.heard = loop.time()
+                if message["type"] == "message":
+                    return message["channel"], message["data"]
+        return None
+
+    async def ping(self) -> None:
+        await self._pubsub.ping()
+
+    async def close(self) -> None:
+        with contextlib.suppress(Exception):
+            await self._pubsub.aclose()
+        with contextlib.suppress(Exception):
+            await self._client.aclose()
 
 
 class PipePublisher:

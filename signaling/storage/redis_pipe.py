@@ -344,7 +344,7 @@ class RedisSubscriber:
         """Loop time of the last message, pong or subscription reply."""
         return self._protocol.heard
 
-    def ping(self) -> None:
+    async def ping(self) -> None:
         """Ask for a pong (it updates :attr:`heard`)."""
         self._protocol._flush_now(encode_command(["PING"]))
 

@@ -9,11 +9,13 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import DataError, ResponseError
 
+from rtc_server.pubsub import _RedisPySubscriber
 from signaling.storage.redis_pipe import RedisPipe, RedisSubscriber, encode_command
 from tests.redis_server import RedisServer, redis_available
 
@@ -125,10 +127,14 @@ async def test_a_batch_keeps_its_order_and_reports_each_refusal(pipe: RedisPipe)
     assert await pipe.eval(script, 1, "b") == 5
 
 
-async def test_a_subscriber_gets_published_messages_in_order(server: RedisServer, pipe: RedisPipe) -> None:
-    """RedisSubscriber: the messages of its channels as (channel, bytes), in publish order; a pong
-    counts as a sign of life; get() returns None when nothing came in time."""
-    sub = await RedisSubscriber.open(server.url, ["c1", "c2"])
+@pytest.mark.parametrize("kind", [RedisSubscriber, _RedisPySubscriber], ids=["pipe", "redis-py"])
+async def test_a_subscriber_gets_published_messages_in_order(
+    server: RedisServer, pipe: RedisPipe, kind: Any
+) -> None:
+    """RedisSubscriber (and the redis-py one used for TLS URLs, same interface): the messages of its
+    channels as (channel, bytes), in publish order; a pong counts as a sign of life; get() returns None
+    when nothing came in time."""
+    sub = await kind.open(server.url, ["c1", "c2"], connect_timeout=2)
     try:
         for _ in range(50):  # until both subscriptions are confirmed
             if await pipe.call("PUBSUB", "NUMSUB", "c1", "c2") == ["c1", 1, "c2", 1]:
@@ -140,7 +146,7 @@ async def test_a_subscriber_gets_published_messages_in_order(server: RedisServer
         assert got[100] == (b"c2", b"\x00bin")
         before = sub.heard
         await asyncio.sleep(0.01)
-        sub.ping()
+        await sub.ping()
         assert await sub.get(timeout=0.3) is None
         assert sub.heard > before
     finally:
