@@ -14,10 +14,12 @@ after a reload the Co-Browsing view was empty and the rail said nothing was live
 from __future__ import annotations
 
 import pytest
-from playwright.async_api import Browser, Page
+from playwright.async_api import Browser, BrowserContext, Page
 
-from tests.browser.conftest import agent_login, new_page, wait_until
+from tests.browser.conftest import PageWatch, agent_login, new_page, wait_until
 from tests.conftest import RunningServer
+
+Side = tuple[BrowserContext, Page, PageWatch]
 
 pytestmark = pytest.mark.browser
 
@@ -35,6 +37,26 @@ async def mark(customer: Page, text: str) -> None:
     )
 
 
+async def ask_for_cobrowse(browser: Browser, base: str) -> tuple[Side, Side]:
+    """Nina writes from the demo page; Alice signs in, takes the conversation and asks to co-browse
+    (pending). Returns ``(context, page, watch)`` of the customer, then of Alice."""
+    customer_side = await new_page(browser, 1200, 760)
+    alice_side = await new_page(browser)
+    customer, alice = customer_side[1], alice_side[1]
+    await customer.goto(base + "/demo")
+    await customer.click("#rtc-engage-widget .launcher")
+    await customer.fill(".prechat input[name=name]", "Nina Rossi")
+    await customer.fill(".prechat textarea", "Can you look at my cart?")
+    await customer.click(".prechat button[type=submit]")
+    await customer.wait_for_selector(".wtimeline .msg--mine:not(.msg--pending)")
+    await agent_login(alice, base)
+    await alice.click(".conv-item")
+    await alice.click("#assign-to-me")
+    await alice.click(".attachbar__btn[data-action=cobrowse]")
+    await alice.wait_for_selector(".reqchip[data-kind=cobrowse][data-state=pending]")
+    return customer_side, alice_side
+
+
 async def replay_shows(agent: Page, marker: str, timeout: float = 10.0) -> None:
     await wait_until(agent, f"() => ({REPLAY_HAS})({marker!r})", timeout=timeout)
 
@@ -46,20 +68,7 @@ async def test_cobrowse_sessions_come_back_after_a_reload(server: RunningServer,
     Alice reloads again: the rail blinks, the view lists the session as live, Alice opens it and her
     replay follows the page again."""
     base = server.url
-    cctx, customer, cwatch = await new_page(browser, 1200, 760)
-    actx, alice, awatch = await new_page(browser)
-    await customer.goto(base + "/demo")
-    await customer.click("#rtc-engage-widget .launcher")
-    await customer.fill(".prechat input[name=name]", "Nina Rossi")
-    await customer.fill(".prechat textarea", "Can you look at my cart?")
-    await customer.click(".prechat button[type=submit]")
-    await customer.wait_for_selector(".wtimeline .msg--mine:not(.msg--pending)")
-
-    await agent_login(alice, base)
-    await alice.click(".conv-item")
-    await alice.click("#assign-to-me")
-    await alice.click(".attachbar__btn[data-action=cobrowse]")
-    await alice.wait_for_selector(".reqchip[data-kind=cobrowse][data-state=pending]")
+    (cctx, customer, cwatch), (actx, alice, awatch) = await ask_for_cobrowse(browser, base)
 
     # 1. reload while pending: the view lists it; the customer accepts; Alice joins by herself
     await alice.reload()
@@ -119,19 +128,7 @@ async def test_a_lone_agent_reloading_keeps_the_session(server: RunningServer, b
     the view lists it, and her replay follows the page again (before the grace covered co-browsing
     agents, the reload ended the request with ``peer_dropped``)."""
     base = server.url
-    cctx, customer, cwatch = await new_page(browser, 1200, 760)
-    actx, alice, awatch = await new_page(browser)
-    await customer.goto(base + "/demo")
-    await customer.click("#rtc-engage-widget .launcher")
-    await customer.fill(".prechat input[name=name]", "Nina Rossi")
-    await customer.fill(".prechat textarea", "Can you look at my cart?")
-    await customer.click(".prechat button[type=submit]")
-    await customer.wait_for_selector(".wtimeline .msg--mine:not(.msg--pending)")
-    await agent_login(alice, base)
-    await alice.click(".conv-item")
-    await alice.click("#assign-to-me")
-    await alice.click(".attachbar__btn[data-action=cobrowse]")
-    await alice.wait_for_selector(".reqchip[data-kind=cobrowse][data-state=pending]")
+    (cctx, customer, cwatch), (actx, alice, awatch) = await ask_for_cobrowse(browser, base)
     await customer.bring_to_front()
     await customer.click(".prompt[data-kind=cobrowse] button[data-action=accept]")
     await customer.locator(".cb-bar").wait_for()
