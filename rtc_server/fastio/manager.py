@@ -19,6 +19,7 @@ from engineio import packet as eio_packet
 from socketio import packet as sio_packet
 
 from rtc_server.fastio import frames, jsonfast
+from rtc_server.fastio.packet import FastPacket
 from rtc_server.pubsub import SupervisedRedisManager
 from signaling.hub.fanout import ROOM_PREFIXES
 
@@ -38,24 +39,39 @@ async def deliver(
 ) -> None:
     """Send ``event`` to the local participants of ``room`` (a room name, a list of them, or None for the
     whole namespace), except ``skip_sid``; each socket at most once."""
-    if namespace not in manager.rooms:
+    rooms = manager.rooms.get(namespace)
+    if rooms is None:
         return
-    pkt = manager.server.packet_class(sio_packet.EVENT, namespace=namespace, data=[event, *_as_args(data)])
-    encoded = pkt.encode()
-    skip = skip_sid if isinstance(skip_sid, list) else [skip_sid]
-    eio = manager.server.eio
-    sockets = eio.sockets
+    server = manager.server
+    args = [event, *_as_args(data)]
+    encoded: Any = None
+    if server.packet_class is FastPacket:  # JSON text at once (what FastPacket.encode would build)
+        try:
+            encoded = (
+                "2"
+                + ("" if namespace == "/" else namespace + ",")
+                + jsonfast.dumps(args, separators=(",", ":"))
+            )
+        except TypeError:  # bytes inside: the packet class's binary path below
+            encoded = None
+    if encoded is None:
+        encoded = server.packet_class(sio_packet.EVENT, namespace=namespace, data=args).encode()
+    skip = skip_sid if isinstance(skip_sid, list) else (skip_sid,)
+    if isinstance(room, str):  # one room: its members as they are (no copy; nothing below awaits)
+        members = rooms.get(room)
+        participants: Any = members._fwdm.items() if members is not None else ()
+    else:
+        participants = manager.get_participants(namespace, room)
     if isinstance(encoded, list):  # binary attachments: python-engineio's path, sequentially
-        for sid, eio_sid in manager.get_participants(namespace, room):
+        for sid, eio_sid in list(participants):
             if sid not in skip:
                 for part in encoded:
-                    await manager.server._send_eio_packet(
-                        eio_sid, eio_packet.Packet(eio_packet.MESSAGE, part)
-                    )
+                    await server._send_eio_packet(eio_sid, eio_packet.Packet(eio_packet.MESSAGE, part))
         return
     wire = frames.frame("4" + encoded)
+    sockets = server.eio.sockets
     slow: list[str] = []
-    for sid, eio_sid in manager.get_participants(namespace, room):
+    for sid, eio_sid in participants:
         if sid in skip:
             continue
         socket = sockets.get(eio_sid)
@@ -66,7 +82,7 @@ async def deliver(
             if not socket.closed:
                 slow.append(eio_sid)
     for eio_sid in slow:
-        await manager.server._send_eio_packet(eio_sid, eio_packet.Packet(eio_packet.MESSAGE, encoded))
+        await server._send_eio_packet(eio_sid, eio_packet.Packet(eio_packet.MESSAGE, encoded))
 
 
 class FastManager(socketio.AsyncManager):
