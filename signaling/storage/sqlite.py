@@ -3,9 +3,10 @@
 One dedicated thread owns the ``sqlite3`` connection; the event loop never touches it. Every call
 becomes an operation (a function of the connection) put on a queue and awaited through an asyncio
 future. The thread practises group commit: it drains what is queued (up to ``max_batch``), runs the
-whole batch in one transaction with a ``SAVEPOINT`` around each operation, so a failing operation
-rolls back only itself and hands its exception to its own caller, then commits once (one fsync for
-the batch) and only then resolves the futures: a caller's ``await`` returns after its write is durable.
+whole batch in one transaction, a failing operation rolling back only itself and handing its exception
+to its own caller (savepoints, taken only when a write fails: see :mod:`~signaling.storage.sqlite_worker`),
+then commits once (one fsync for the batch) and only then resolves the futures: a caller's ``await``
+returns after its write is durable.
 
 Reads go through the same queue, in order with the writes, inside the batch's transaction; they see
 every write submitted before them and are answered, like the writes, after the commit.

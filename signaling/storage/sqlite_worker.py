@@ -1,10 +1,16 @@
 """The SQLite store's writer thread: it owns the ``sqlite3`` connection and practises group commit.
 
 Callers put jobs (a function of the connection) on a queue and await an asyncio future. The thread
-drains what is queued (up to ``max_batch``), runs the whole batch in one transaction with a
-``SAVEPOINT`` around each job, so a failing job rolls back only itself and hands its exception to its
-own caller, then commits once (one fsync for the batch) and only then resolves the futures, each on its
-own event loop. A job once queued runs and commits even if its caller stops waiting.
+drains what is queued (up to ``max_batch``), runs the whole batch in one transaction, commits once (one
+fsync for the batch) and only then resolves the futures, each on its own event loop, one
+``call_soon_threadsafe`` per loop and batch. A job once queued runs and commits even if its caller
+stops waiting.
+
+A failing job rolls back only itself and hands its exception to its own caller. Savepoints give that,
+but cost two statements per job, so a batch first runs without them; if a write job fails (the rare
+case), everything the batch did is rolled back and the batch runs again from its start with a
+``SAVEPOINT`` around each write. Jobs are functions of the connection and of their arguments only, so
+the second run does what the first did, and a job's effects are committed once.
 """
 
 from __future__ import annotations
@@ -36,6 +42,8 @@ class WorkerStats:
     """Transactions run (each one commit)."""
     operations: int = 0
     """Operations run, failed ones included."""
+    reruns: int = 0
+    """Batches run a second time, with a savepoint per write, because a write failed in the first run."""
 
 
 @dataclass(slots=True)
@@ -203,41 +211,32 @@ class SqliteWorker:
     def _run_batch(self, conn: sqlite3.Connection, batch: list[_Job]) -> None:
         self.stats.batches += 1
         self.stats.operations += len(batch)
-        outcomes: list[tuple[asyncio.AbstractEventLoop, _Outcome]] = []
+        begin = "BEGIN IMMEDIATE" if any(job.write for job in batch) else "BEGIN"
         try:
-            conn.execute("BEGIN IMMEDIATE" if any(job.write for job in batch) else "BEGIN")
+            conn.execute(begin)
         except sqlite3.Error as exc:
             log.error("sqlite: cannot begin a transaction: %s", exc)
             _deliver((job.loop, (job.future, None, Unavailable(str(exc)))) for job in batch)
             return
-        broken: Exception | None = None
-        for job in batch:
-            if not job.write:  # a read changes nothing: no savepoint to take, nothing to roll back
-                try:
-                    outcomes.append((job.loop, (job.future, job.fn(conn), None)))
-                except Exception as exc:
-                    outcomes.append((job.loop, (job.future, None, _map_error(exc))))
-                continue
-            conn.execute("SAVEPOINT op")
+        outcomes, broken = _run_plain(conn, batch)
+        if outcomes is None and broken is None:
+            # A write failed: only a savepoint per operation undoes it alone. Everything ran so far is
+            # rolled back and the batch runs again from its start, each write in its own savepoint
+            # (operations are functions of the connection: a second run does what the first did).
+            self.stats.reruns += 1
             try:
-                result = job.fn(conn)
-            except Exception as exc:
-                outcomes.append((job.loop, (job.future, None, _map_error(exc))))
-                try:
-                    conn.execute("ROLLBACK TO op")
-                    conn.execute("RELEASE op")
-                except sqlite3.Error as rollback_exc:  # SQLite gave up the whole transaction (I/O, full disk)
-                    broken = rollback_exc
-                    break
+                conn.execute("ROLLBACK")
+                conn.execute(begin)
+            except sqlite3.Error as exc:
+                broken = exc
             else:
-                conn.execute("RELEASE op")
-                outcomes.append((job.loop, (job.future, result, None)))
+                outcomes, broken = _run_with_savepoints(conn, batch)
         if broken is None:
             try:
                 conn.execute("COMMIT")
             except sqlite3.Error as exc:
                 broken = exc
-        if broken is not None:
+        if broken is not None or outcomes is None:
             log.error("sqlite: batch of %d lost: %s", len(batch), broken)
             if conn.in_transaction:
                 with contextlib.suppress(sqlite3.Error):
@@ -246,3 +245,57 @@ class SqliteWorker:
             _deliver((job.loop, (job.future, None, failed)) for job in batch)
             return
         _deliver(outcomes)
+
+
+_Delivery = list[tuple[asyncio.AbstractEventLoop, _Outcome]]
+
+
+def _run_plain(conn: sqlite3.Connection, batch: list[_Job]) -> tuple[_Delivery | None, Exception | None]:
+    """Run the batch's operations without savepoints (two statements fewer per write). Their outcomes;
+    ``(None, None)`` as soon as a write fails (what it wrote cannot be undone alone: the caller runs the
+    batch again with savepoints); ``(None, error)`` when SQLite gave up the transaction."""
+    outcomes: _Delivery = []
+    for job in batch:
+        try:
+            result = job.fn(conn)
+        except Exception as exc:
+            if not conn.in_transaction:  # SQLite rolled the whole transaction back (I/O error, full disk)
+                return None, exc
+            if job.write:
+                return None, None
+            outcomes.append((job.loop, (job.future, None, _map_error(exc))))
+        else:
+            outcomes.append((job.loop, (job.future, result, None)))
+    return outcomes, None
+
+
+def _run_with_savepoints(
+    conn: sqlite3.Connection, batch: list[_Job]
+) -> tuple[_Delivery | None, Exception | None]:
+    """Run the batch's operations, each write inside a ``SAVEPOINT`` so that a failing one rolls back
+    only itself and hands its exception to its own caller. Their outcomes, or ``(None, error)`` when
+    SQLite gave up the whole transaction."""
+    outcomes: _Delivery = []
+    for job in batch:
+        if not job.write:  # a read changes nothing: no savepoint to take, nothing to roll back
+            try:
+                outcomes.append((job.loop, (job.future, job.fn(conn), None)))
+            except Exception as exc:
+                if not conn.in_transaction:
+                    return None, exc
+                outcomes.append((job.loop, (job.future, None, _map_error(exc))))
+            continue
+        conn.execute("SAVEPOINT op")
+        try:
+            result = job.fn(conn)
+        except Exception as exc:
+            outcomes.append((job.loop, (job.future, None, _map_error(exc))))
+            try:
+                conn.execute("ROLLBACK TO op")
+                conn.execute("RELEASE op")
+            except sqlite3.Error as rollback_exc:  # SQLite gave up the whole transaction (I/O, full disk)
+                return None, rollback_exc
+        else:
+            conn.execute("RELEASE op")
+            outcomes.append((job.loop, (job.future, result, None)))
+    return outcomes, None
