@@ -21,6 +21,11 @@ from typing import Any, TypeVar
 
 from signaling.domain.models import Author, Message
 
+try:
+    import orjson as _orjson
+except ImportError:  # pragma: no cover - the "fast" extra is not installed
+    _orjson = None  # type: ignore[assignment]
+
 T = TypeVar("T")
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -45,7 +50,24 @@ def fold(value: str) -> str:
 
 
 def to_json(value: Any) -> str:
+    """Compact JSON text, UTF-8 characters unescaped: orjson when installed, the standard library for
+    what orjson refuses (integers beyond 64 bits, non-string keys...)."""
+    if _orjson is not None:
+        try:
+            return _orjson.dumps(value).decode()
+        except TypeError:
+            pass
     return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+
+
+def from_json(text: str) -> Any:
+    """Parse JSON text (orjson when installed; the standard library decides what orjson refuses)."""
+    if _orjson is not None:
+        try:
+            return _orjson.loads(text)
+        except _orjson.JSONDecodeError:
+            pass
+    return json.loads(text)
 
 
 # -- per-class field kinds -----------------------------------------------------------------------------
@@ -101,7 +123,7 @@ def _decode_value(kind: str, text: str) -> Any:
         return int(text)
     if kind == "dt":
         return from_micros(text)
-    return json.loads(text)
+    return from_json(text)
 
 
 # -- records ------------------------------------------------------------------------------------------
@@ -181,6 +203,6 @@ def decode_message(mapping: Mapping[str, str]) -> Message:
         ),
         kind=mapping["kind"],
         body=mapping.get("body", ""),
-        data=json.loads(mapping.get("data", "{}")),
+        data=from_json(mapping.get("data", "{}")),
         created_at=from_micros(mapping["created_at"]),
     )
