@@ -15,6 +15,13 @@ dispatch the message. Here, once a socket is on the websocket transport:
 
 The polling transport and the polling -> websocket upgrade keep python-engineio's code paths (queue
 and all) until the upgrade completes; what was queued is then flushed and the socket goes direct.
+
+The websocket itself no longer lives inside aiohttp's request handler: the handshake is answered and the
+TCP transport handed to a :class:`rtc_server.fastio.wsconn.WsConnection` (see that module), so the
+request, aiohttp's protocol, the middlewares' and python-engineio's coroutine frames are released once
+the socket is open. python-socketio keeps each session's connect ``environ``: it gets
+:func:`slim_environ`'s copy, without the aiohttp request. :class:`FastWebSocket` (aiohttp's
+``WebSocketResponse``) remains the path for a request :func:`wsconn.accept` declines.
 """
 
 from __future__ import annotations
@@ -28,7 +35,7 @@ import engineio
 from aiohttp import WSMsgType, web
 from engineio import async_socket, exceptions, packet
 
-from rtc_server.fastio import frames
+from rtc_server.fastio import frames, wsconn
 
 log = logging.getLogger(__name__)
 
@@ -115,6 +122,8 @@ class FastEngineSocket(async_socket.AsyncSocket):
         super().__init__(server, sid)
         self.transport: asyncio.Transport | None = None
         """Set while the session is on the websocket transport: packets go straight to it."""
+        self.conn: wsconn.WsConnection | None = None
+        """The websocket on our own protocol (:mod:`rtc_server.fastio.wsconn`), from its handshake on."""
         self._ping_timer: asyncio.TimerHandle | None = None
 
     # -- sending --------------------------------------------------------------------------------------
@@ -169,11 +178,79 @@ class FastEngineSocket(async_socket.AsyncSocket):
             self._ping_timer.cancel()
             self._ping_timer = None
         transport, self.transport = self.transport, None
+        conn, self.conn = self.conn, None
+        if transport is None and conn is not None:  # closed during a polling -> websocket upgrade
+            transport = conn.transport
         if transport is not None and not transport.is_closing():
             self.server.writer.flush_one(transport)  # the CLOSE packet, if any, leaves first
-            transport.close()  # ends the reader loop
+            if conn is not None:
+                transport.write(wsconn.close_frame(wsconn.CLOSE_NORMAL))
+            transport.close()  # ends the reader
 
-    # -- the websocket transport ----------------------------------------------------------------------
+    # -- the websocket transport on our own protocol (wsconn) ----------------------------------------
+
+    async def _upgrade_websocket(self, environ: dict[str, Any]) -> Any:
+        """Take the connection over from aiohttp (:func:`wsconn.accept`) when possible, else run
+        python-engineio's websocket on aiohttp's (:class:`FastWebSocket`)."""
+        if self.upgraded:
+            raise OSError("Socket has been upgraded already")
+        request = environ.get("aiohttp.request")
+        if request is not None and not (self.closed or self.closing):
+            response = wsconn.accept(request, self)
+            if response is not None:
+                return response
+        return await super()._upgrade_websocket(environ)
+
+    def attach(self, conn: wsconn.WsConnection) -> None:
+        """``conn`` answered this session's websocket handshake: a new session goes direct at once, one on
+        polling starts the upgrade (probe, then UPGRADE, handled by ``conn``)."""
+        self.conn = conn
+        if self.connected:
+            self.upgrading = True
+            conn.state = wsconn.PROBE
+        else:
+            self.connected = True
+            self.upgraded = True
+            self.go_direct(conn.transport)
+
+    def queue_noop(self) -> None:
+        """A NOOP for the pending long-poll (the upgrade's probe was answered)."""
+        self.queue.put_nowait(packet.Packet(packet.NOOP))
+
+    async def handle_message(self, data: str | bytes) -> None:
+        """One message from the websocket (as :meth:`_read_loop` handles them)."""
+        if isinstance(data, bytes):
+            on_message = self.server.handlers.get("message")
+            if on_message is not None:
+                await self._dispatch(on_message, self.sid, data)
+            return
+        if not data:
+            await self.close(wait=False, abort=True)
+            return
+        head = data[0]
+        if head == "4":
+            on_message = self.server.handlers.get("message")
+            if on_message is not None:
+                await self._dispatch(on_message, self.sid, data[1:])
+            return
+        if head == "3":
+            self.schedule_ping()
+            return
+        try:
+            await self.receive(packet.Packet(encoded_packet=data))
+        except exceptions.SocketIsClosedError:
+            pass
+        except Exception as exc:  # an unknown or undecodable Engine.IO packet: close, as Node does
+            log.info("engine.io: closing %s after a bad packet: %r", self.sid, str(exc)[:200])
+            await self.close(wait=False, abort=True)
+
+    async def transport_lost(self) -> None:
+        """The websocket's TCP connection ended (after its last message was handled)."""
+        await self.close(wait=False, abort=True, reason=self.server.reason.TRANSPORT_CLOSE)
+        if self.server.sockets.get(self.sid) is self:
+            del self.server.sockets[self.sid]
+
+    # -- the websocket transport on aiohttp's WebSocketResponse (when the connection cannot be taken over)
 
     async def _websocket_handler(self, ws: FastWebSocket) -> None:  # type: ignore[override]
         if self.connected:
@@ -182,7 +259,7 @@ class FastEngineSocket(async_socket.AsyncSocket):
         else:
             self.connected = True
             self.upgraded = True
-        self._go_direct(ws)
+        self.go_direct(ws.transport)
         await self._read_loop(ws)
         await self.close(wait=False, abort=True, reason=self.server.reason.TRANSPORT_CLOSE)
 
@@ -214,9 +291,8 @@ class FastEngineSocket(async_socket.AsyncSocket):
         self.upgrading = False
         return True
 
-    def _go_direct(self, ws: FastWebSocket) -> None:
+    def go_direct(self, transport: asyncio.Transport | None) -> None:
         """Flush what was queued (OPEN, or packets sent during an upgrade), then write directly."""
-        transport = ws.transport
         while True:
             try:
                 pkt = self.queue.get_nowait()
@@ -279,6 +355,27 @@ class FastEngineSocket(async_socket.AsyncSocket):
             log.exception("engine.io: message handler failed for %s", sid)
 
 
+ENVIRON_KEYS = (
+    "REQUEST_METHOD",
+    "PATH_INFO",
+    "QUERY_STRING",
+    "HTTP_ORIGIN",
+    "HTTP_X_FORWARDED_FOR",
+    "HTTP_USER_AGENT",
+)
+"""What python-socketio keeps of a connect's ``environ`` for the session's life (namespace connects
+read it later): the keys the hub reads, plus ``REMOTE_ADDR`` set to the real peer address."""
+
+
+def slim_environ(environ: dict[str, Any]) -> dict[str, Any]:
+    """The connect ``environ`` python-socketio stores per session, without the aiohttp request (which
+    would keep the whole request, its protocol and its headers alive as long as the session)."""
+    slim = {key: environ[key] for key in ENVIRON_KEYS if key in environ}
+    remote = getattr(environ.get("aiohttp.request"), "remote", None)
+    slim["REMOTE_ADDR"] = remote if isinstance(remote, str) else environ.get("REMOTE_ADDR", "")
+    return slim
+
+
 class FastEngineServer(engineio.AsyncServer):
     """python-engineio's server with :class:`FastEngineSocket` sessions and :class:`FastWebSocket`."""
 
@@ -294,6 +391,20 @@ class FastEngineServer(engineio.AsyncServer):
         """What direct sessions hold instead of a queue (stateless, shared by them)."""
         if self._async is not None and self._async.get("websocket") is not None:
             self._async = {**self._async, "websocket": FastWebSocket}
+
+    def attach(self, app: Any, engineio_path: str = "engine.io") -> None:
+        """python-engineio's ``attach``, and close the websockets taken over from aiohttp when the app
+        shuts down (aiohttp no longer knows them)."""
+        super().attach(app, engineio_path)
+        on_shutdown = getattr(app, "on_shutdown", None)
+        if on_shutdown is not None:
+            on_shutdown.append(self._close_websockets)
+
+    async def _close_websockets(self, app: Any) -> None:
+        for socket in list(self.sockets.values()):
+            conn = getattr(socket, "conn", None)
+            if conn is not None:
+                conn.abandon()
 
     async def _handle_connect(self, environ: dict[str, Any], transport: str, jsonp_index: Any = None) -> Any:
         """python-engineio 4.x's connect handling, creating a :class:`FastEngineSocket`."""
@@ -314,7 +425,7 @@ class FastEngineServer(engineio.AsyncServer):
             },
         )
         await s.send(pkt)
-        ret = await self._trigger_event("connect", sid, environ, run_async=False)
+        ret = await self._trigger_event("connect", sid, slim_environ(environ), run_async=False)
         if ret is not None and ret is not True:
             del self.sockets[sid]
             self.logger.warning("Application rejected connection")
