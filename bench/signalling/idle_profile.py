@@ -203,8 +203,13 @@ def measure(args: argparse.Namespace) -> None:
                 f"RSS: {(rss1 - rss0) / opened:.1f} KB per connection (tracemalloc {'off' if args.no_trace else 'on'})"
             )
             print(_get(f"{server.url}/__profile/report?n={opened}&top={args.top}"))
+        except RuntimeError:
+            for log_file in sorted(Path(tmp).glob("*.log")):
+                print(f"--- {log_file.name} (last lines)\n{log_file.read_text()[-2000:]}", file=sys.stderr)
+            raise
         finally:
-            gen.run({"cmd": "close_all"})
+            if gen.proc.poll() is None:
+                gen.run({"cmd": "close_all"})
             gen.stop()
             server.stop()
 

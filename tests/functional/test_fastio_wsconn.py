@@ -10,6 +10,7 @@ import asyncio
 import gc
 import json
 import os
+import random
 import struct
 import weakref
 from collections.abc import AsyncIterator
@@ -350,5 +351,38 @@ async def test_a_client_that_does_not_read_is_cut_off(served: Served) -> None:
             await asyncio.sleep(0.02)
         assert sid not in served.sio.eio.sockets
         assert served.gone
+    finally:
+        writer.close()
+
+
+async def test_frames_split_anywhere_are_reassembled(served: Served) -> None:
+    """Frames arriving in pieces cut anywhere (inside the header, the mask, a 64-bit length, the payload)
+    are reassembled: a 70 kB fragmented event and the small one after it are both acknowledged."""
+    reader, writer, _ = await raw_open(served.port)
+    try:
+        writer.write(masked(b"40"))
+        opcode, payload = await read_frame(reader)
+        assert payload.startswith(b"40{")
+        big = "y" * 70_000
+        data = (
+            masked(b"4", fin=False)
+            + masked(f'21["echo","{big}"]'.encode(), opcode=0x0)
+            + masked(b'422["echo","small"]')
+        )
+        rng = random.Random(5)
+        pos = 0
+        while pos < len(data):
+            step = rng.choice((1, 2, 3, 5, 9, 4000, 30000))
+            writer.write(data[pos : pos + step])
+            await writer.drain()
+            await asyncio.sleep(0.001)
+            pos += step
+        acks = []
+        async with asyncio.timeout(10):
+            while len(acks) < 2:
+                opcode, payload = await read_frame(reader)
+                if payload != b"2":
+                    acks.append(payload)
+        assert sorted(acks) == sorted([f'431[{{"echo":"{big}"}}]'.encode(), b'432[{"echo":"small"}]'])
     finally:
         writer.close()
