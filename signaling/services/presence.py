@@ -19,22 +19,49 @@ class PresenceService:
         self.fanout = fanout
         self.conversations = conversations
         self.node_id = node_id
+        self._local: dict[str, tuple[Agent, set[str]]] = {}
+        """The agents' sockets connected to this node (agent id -> the agent, its sids here)."""
 
     async def connected(self, agent: Agent, sid: str) -> None:
+        self._local.setdefault(agent.id, (agent, set()))[1].add(sid)
         count = await self.store.presence_add(agent.id, self.node_id, sid)
         if count == 1:
             await self._announce(agent, online=True)
             await self.conversations.drain_queue(list(agent.team_ids))
 
     async def disconnected(self, agent: Agent, sid: str) -> None:
+        local = self._local.get(agent.id)
+        if local is not None:
+            local[1].discard(sid)
+            if not local[1]:
+                del self._local[agent.id]
         count = await self.store.presence_remove(agent.id, self.node_id, sid)
         if count == 0:
             await self._announce(agent, online=False)
 
     async def heartbeat(self, ttl_s: float) -> None:
         """Mark this node alive for ``ttl_s`` seconds (called every third of it, and once before the node
-        accepts connections, so that no sweeper takes a starting node for a dead one)."""
+        accepts connections, so that no sweeper takes a starting node for a dead one).
+
+        When this node's mark had lapsed (the node was cut off from the store, or frozen, for longer than
+        ``ttl_s``), another node may have swept its sockets and announced its agents offline although
+        they are still connected here: their sockets are registered again, and each agent who thereby
+        comes back online is announced (and gets the queue's waiting conversations), as a first connect
+        would."""
+        was_alive = await self.store.node_alive(self.node_id)
         await self.store.node_heartbeat(self.node_id, ttl_s)
+        if not was_alive and self._local:
+            await self._register_again()
+
+    async def _register_again(self) -> None:
+        online = await self.store.presence_online()
+        for agent, sids in list(self._local.values()):
+            for sid in list(sids):
+                if sid in sids:  # still connected (a disconnect meanwhile removed it from the live set)
+                    await self.store.presence_add(agent.id, self.node_id, sid)
+            if agent.id not in online:
+                await self._announce(agent, online=True)
+                await self.conversations.drain_queue(list(agent.team_ids))
 
     async def sweep_dead_nodes(self) -> list[str]:
         """Forget the sockets of every node whose heartbeat lapsed (killed, machine lost: its disconnect

@@ -1,6 +1,7 @@
 """A node that dies without its shutdown (``kill -9``) leaves its agents' presence in Redis; the other
 node's liveness sweep clears it and announces those agents offline, while a live, idle node is never
-swept. Node 1 runs in the test's process, node 2 is a real ``python -m rtc_server serve`` child process
+swept, and a node frozen past that period registers its agents again once it runs. Node 1 runs in the
+test's process, node 2 is a real ``python -m rtc_server serve`` child process
 (so it can be killed for real); both use short liveness timings (heartbeat 0.2 s, dead after 1 s). A
 request whose media session lived on the killed node is ended (``node_lost``) by the live node.
 """
@@ -9,6 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import os
+import signal
 import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -116,6 +119,37 @@ async def test_live_idle_node_is_never_swept(pair: Pair) -> None:
         carol_offline(carol)(d) for d in alice.events.of("agent.presence")
     )
     assert await pair.node1.app[STORE].dead_presence_nodes() == []
+
+
+async def test_a_node_back_from_a_freeze_registers_its_agents_again(pair: Pair) -> None:
+    """Node 2 is frozen (SIGSTOP: as cut off from Redis) past the dead-after period: node 1 sweeps it and
+    announces Carol offline. Once thawed, node 2's next heartbeat sees its mark had lapsed, registers
+    Carol's still-open socket again and announces her online; she is listed online again."""
+    alice = await pair.hub1.agent("alice@example.com")
+    carol = await pair.hub2.agent("carol@example.com")
+    carol_id = carol.agent["id"]  # type: ignore[attr-defined]
+    async with asyncio.timeout(5):
+        while carol_id not in await pair.online():
+            await asyncio.sleep(0.05)
+
+    os.kill(pair.node2.pid, signal.SIGSTOP)
+    try:
+        await alice.events.wait("agent.presence", carol_offline(carol), timeout=DEAD_AFTER_S * 10 + 5)
+        assert carol_id not in await pair.online()
+    finally:
+        os.kill(pair.node2.pid, signal.SIGCONT)
+
+    async with asyncio.timeout(DEAD_AFTER_S * 10 + 5):
+        while carol_id not in await pair.online():
+            await asyncio.sleep(0.05)
+    statuses = [d["status"] for d in alice.events.of("agent.presence") if d["agent_id"] == carol_id]
+    async with asyncio.timeout(5):  # the announcement follows the registration
+        while statuses[-1] != "online":
+            await asyncio.sleep(0.05)
+            statuses = [d["status"] for d in alice.events.of("agent.presence") if d["agent_id"] == carol_id]
+    assert "offline" in statuses and statuses.index("offline") < len(statuses) - 1
+    listed = {a["email"]: a["status"] for a in (await alice.ok("agents.list"))["agents"]}
+    assert listed["carol@example.com"] == "online"
 
 
 async def test_request_whose_session_lived_on_the_killed_node_ends(pair: Pair) -> None:
