@@ -53,10 +53,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--tag", default="", help="a label stored in the JSON (e.g. before/after)")
     args = parser.parse_args(argv)
 
-    def say(text: str) -> None:
-        print(text, flush=True)
-
     started = time.monotonic()
+
+    def say(text: str) -> None:
+        """A progress line, with the seconds since the start (where a run's time goes)."""
+        print(f"[{time.monotonic() - started:5.1f}s] {text}" if text else text, flush=True)
+
     out_dir = Path(args.out)
     log_dir = out_dir / "logs"
     log_dir.mkdir(parents=True, exist_ok=True)
