@@ -86,7 +86,7 @@ def main(argv: list[str] | None = None) -> int:
     (out_dir / "signalling.json").write_text(json.dumps(results, indent=2))
     png = report.chart(results, out_dir / "signalling_latency.png")
     say("")
-    say(report.table(results))
+    print(report.table(results), flush=True)
     say("")
     say(
         f"wrote {out_dir / 'signalling.json'}"
