@@ -8,6 +8,7 @@ all disconnected at the end of the test.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import io
 import warnings
@@ -193,3 +194,20 @@ async def hub(server: RunningServer) -> AsyncIterator[Hub]:
         yield h
         for client in h.clients:
             await bounded(client.disconnect(), 10, "client disconnect")
+
+
+@contextlib.asynccontextmanager
+async def hub_on(tmp_path: Path, **config: Any) -> AsyncIterator[Hub]:
+    """A server started with ``config`` (``Config`` fields) and a :class:`Hub` of clients on it; the
+    clients disconnect and the server stops afterwards (for fixtures that need a non-default server)."""
+    srv = await start_server(tmp_path, **config)
+    try:
+        async with aiohttp.ClientSession() as http:
+            h = Hub(srv, http)
+            try:
+                yield h
+            finally:
+                for client in h.clients:
+                    await bounded(client.disconnect(), 10, "client disconnect")
+    finally:
+        await bounded(srv.runner.cleanup(), 30, "server cleanup")

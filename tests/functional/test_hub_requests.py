@@ -10,10 +10,9 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-import aiohttp
 import pytest
 
-from tests.conftest import Client, Hub, start_server
+from tests.conftest import Client, Hub, hub_on
 
 KINDS = ("cobrowse", "call", "video", "desktop", "show_screen", "conference")
 
@@ -297,17 +296,8 @@ async def test_done_ends_live_requests(hub: Hub) -> None:
 @pytest.fixture
 async def short_ttl_hub(tmp_path: Path) -> AsyncIterator[Hub]:
     """A hub on a server whose requests expire after one second."""
-    srv = await start_server(tmp_path, request_ttl_s=1.0)
-    try:
-        async with aiohttp.ClientSession() as http:
-            h = Hub(srv, http)
-            try:
-                yield h
-            finally:
-                for client in h.clients:
-                    await client.disconnect()
-    finally:
-        await srv.runner.cleanup()
+    async with hub_on(tmp_path, request_ttl_s=1.0) as h:
+        yield h
 
 
 async def test_unanswered_request_expires(short_ttl_hub: Hub) -> None:

@@ -1,5 +1,6 @@
-"""Helpers for the media tests: aiortc clients that behave like the browser client, synthetic tracks,
-and a gateway on loopback whose events are recorded and whose offers reach the right client."""
+"""Helpers for the media tests: aiortc peers that behave like the browser client (signalling to the
+gateway directly, or through the hub), synthetic tracks, and a gateway on loopback whose events are
+recorded and whose offers reach the right client."""
 
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ from av import AudioFrame, VideoFrame
 from rtc_server.media.aiortc_adapter import restrict_host_addresses
 from rtc_server.media.gateway import AiortcMediaGateway
 from signaling.services.ports import MediaEvent, Participant
+from tests.conftest import Client as HubClient
 
 LOOPBACK = ["127.0.0.1"]
 
@@ -115,18 +117,13 @@ class TrackReader:
             await asyncio.gather(self.task, return_exceptions=True)
 
 
-class Client:
-    """An aiortc peer acting like the browser client of one participant."""
+class Peer:
+    """An aiortc peer acting like a participant's browser: what it sends, and a reader per track it
+    receives. Subclasses say how an offer reaches the server (:meth:`exchange`)."""
 
-    def __init__(self, gateway: AiortcMediaGateway, request_id: str, participant: Participant) -> None:
-        self.gateway = gateway
-        self.request_id = request_id
-        self.participant = participant
+    def __init__(self) -> None:
         self.pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
         self.readers: list[TrackReader] = []
-        self.stream_ids: list[str] = []
-        self.offers_answered = 0
-        self.channels: dict[str, Any] = {}
 
         @self.pc.on("track")
         def on_track(track: MediaStreamTrack) -> None:
@@ -146,16 +143,52 @@ class Client:
         """Offer a ``recvonly`` transceiver of ``kind``."""
         self.pc.addTransceiver(kind, direction="recvonly")
 
+    async def exchange(self, sdp: str) -> str:
+        """Hand the offer ``sdp`` to the server; its answer SDP."""
+        raise NotImplementedError
+
     async def connect(self) -> str:
-        """Offer to the gateway and apply its answer; returns the answer SDP."""
+        """Offer to the server and apply its answer; returns the answer SDP."""
         offer = await self.pc.createOffer()
         restrict_host_addresses(self.pc, LOOPBACK)
         await self.pc.setLocalDescription(offer)
-        answer = await self.gateway.offer(
-            self.request_id, self.participant, self.pc.localDescription.sdp, "offer"
-        )
-        await self.pc.setRemoteDescription(RTCSessionDescription(answer["sdp"], answer["type"]))
-        return answer["sdp"]
+        answer = await self.exchange(self.pc.localDescription.sdp)
+        await self.pc.setRemoteDescription(RTCSessionDescription(answer, "answer"))
+        return answer
+
+    def video_readers(self) -> list[TrackReader]:
+        return [r for r in self.readers if r.track.kind == "video"]
+
+    def audio_readers(self) -> list[TrackReader]:
+        return [r for r in self.readers if r.track.kind == "audio"]
+
+    def video_frames(self) -> int:
+        return sum(r.frames for r in self.video_readers())
+
+    async def wait_connected(self, timeout: float = 10.0) -> None:
+        await wait_for(lambda: self.pc.connectionState == "connected", timeout)
+
+    async def close(self) -> None:
+        for reader in self.readers:
+            await reader.stop()
+        await self.pc.close()
+
+
+class Client(Peer):
+    """A peer signalling straight to the gateway (``offer`` / ``answer``), as the hub would for it."""
+
+    def __init__(self, gateway: AiortcMediaGateway, request_id: str, participant: Participant) -> None:
+        super().__init__()
+        self.gateway = gateway
+        self.request_id = request_id
+        self.participant = participant
+        self.stream_ids: list[str] = []
+        self.offers_answered = 0
+        self.channels: dict[str, Any] = {}
+
+    async def exchange(self, sdp: str) -> str:
+        answer = await self.gateway.offer(self.request_id, self.participant, sdp, "offer")
+        return str(answer["sdp"])
 
     async def on_server_offer(self, data: dict[str, Any]) -> None:
         """Answer a server offer, as the browser does on ``rtc.offer``."""
@@ -167,19 +200,18 @@ class Client:
         self.offers_answered += 1
         self.stream_ids.extend(data.get("streams", {}))
 
-    def video_readers(self) -> list[TrackReader]:
-        return [r for r in self.readers if r.track.kind == "video"]
 
-    def audio_readers(self) -> list[TrackReader]:
-        return [r for r in self.readers if r.track.kind == "audio"]
+class HubPeer(Peer):
+    """A peer that signals like the pages: ``rtc.offer`` through the hub, as ``client``."""
 
-    async def wait_connected(self, timeout: float = 10.0) -> None:
-        await wait_for(lambda: self.pc.connectionState == "connected", timeout)
+    def __init__(self, client: HubClient, request_id: str) -> None:
+        super().__init__()
+        self.client = client
+        self.request_id = request_id
 
-    async def close(self) -> None:
-        for reader in self.readers:
-            await reader.stop()
-        await self.pc.close()
+    async def exchange(self, sdp: str) -> str:
+        res = await self.client.ok("rtc.offer", {"request_id": self.request_id, "sdp": sdp, "type": "offer"})
+        return str(res["sdp"])
 
 
 class EventLog:

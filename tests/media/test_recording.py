@@ -20,7 +20,6 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-import aiohttp
 import av
 import pytest
 
@@ -28,9 +27,8 @@ from rtc_server.media.forwarding import EncodedFrame, TrackSource
 from rtc_server.media.gateway import AiortcMediaGateway
 from rtc_server.media.recording import Recorder, recording_path, vp8_size
 from signaling.services.ports import SessionSpec
-from tests.conftest import Client, Hub, RunningServer, start_server
-from tests.media.conftest import LOOPBACK, EventLog, Rig, SyntheticAudio, SyntheticVideo, wait_for
-from tests.media.test_rejoin import HubPeer
+from tests.conftest import Client, Hub, hub_on
+from tests.media.conftest import LOOPBACK, EventLog, HubPeer, Rig, SyntheticAudio, SyntheticVideo, wait_for
 
 
 def streams_of(path: Path) -> list[tuple[str, int, int, int]]:
@@ -201,15 +199,8 @@ async def test_a_writer_that_falls_behind_drops_to_the_next_keyframe(tmp_path: P
 @pytest.fixture
 async def recording_hub(tmp_path: Path) -> AsyncIterator[Hub]:
     """A server that allows recordings."""
-    srv: RunningServer = await start_server(tmp_path, recordings=True)
-    try:
-        async with aiohttp.ClientSession() as http:
-            h = Hub(srv, http)
-            yield h
-            for client in h.clients:
-                await client.disconnect()
-    finally:
-        await srv.runner.cleanup()
+    async with hub_on(tmp_path, recordings=True) as h:
+        yield h
 
 
 async def chat(hub: Hub) -> tuple[Client, Client, dict[str, Any]]:

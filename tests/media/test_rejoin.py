@@ -12,51 +12,10 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-import aiohttp
 import pytest
-from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
-from aiortc.mediastreams import MediaStreamTrack
 
-from rtc_server.media.aiortc_adapter import restrict_host_addresses
-from tests.conftest import Client, Hub, RunningServer, start_server
-from tests.media.conftest import LOOPBACK, SyntheticAudio, SyntheticVideo, TrackReader, wait_for
-
-
-class HubPeer:
-    """An aiortc peer connection that signals like the pages: ``rtc.offer`` / ``rtc.answer`` through
-    the hub, answering the server's ``rtc.offer`` events."""
-
-    def __init__(self, client: Client, request_id: str) -> None:
-        self.client = client
-        self.request_id = request_id
-        self.pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
-        self.readers: list[TrackReader] = []
-
-        @self.pc.on("track")
-        def on_track(track: MediaStreamTrack) -> None:
-            reader = TrackReader(track)
-            reader.start()
-            self.readers.append(reader)
-
-    def send(self, track: MediaStreamTrack) -> None:
-        self.pc.addTransceiver(track, direction="sendrecv")
-
-    async def connect(self) -> None:
-        offer = await self.pc.createOffer()
-        restrict_host_addresses(self.pc, LOOPBACK)
-        await self.pc.setLocalDescription(offer)
-        res = await self.client.ok(
-            "rtc.offer", {"request_id": self.request_id, "sdp": self.pc.localDescription.sdp, "type": "offer"}
-        )
-        await self.pc.setRemoteDescription(RTCSessionDescription(res["sdp"], "answer"))
-
-    def video_frames(self) -> int:
-        return sum(r.frames for r in self.readers if r.track.kind == "video")
-
-    async def close(self) -> None:
-        for reader in self.readers:
-            await reader.stop()
-        await self.pc.close()
+from tests.conftest import Client, Hub, hub_on
+from tests.media.conftest import HubPeer, SyntheticAudio, SyntheticVideo, wait_for
 
 
 async def video_call(hub: Hub) -> tuple[Client, Client, dict[str, Any], str]:
@@ -107,15 +66,8 @@ def grace() -> float:
 @pytest.fixture
 async def hub_grace(tmp_path: Path, grace: float) -> AsyncIterator[Hub]:
     """A server whose rejoin grace is ``grace``."""
-    srv: RunningServer = await start_server(tmp_path, media_rejoin_grace_s=grace)
-    try:
-        async with aiohttp.ClientSession() as http:
-            h = Hub(srv, http)
-            yield h
-            for client in h.clients:
-                await client.disconnect()
-    finally:
-        await srv.runner.cleanup()
+    async with hub_on(tmp_path, media_rejoin_grace_s=grace) as h:
+        yield h
 
 
 async def test_a_dropped_customer_rejoins_within_the_grace(hub_grace: Hub) -> None:
