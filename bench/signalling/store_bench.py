@@ -139,6 +139,9 @@ def insitu(args: argparse.Namespace) -> list[dict[str, Any]]:
                     f"; others {others / answer['wall_s']:.2f} cores"
                 )
                 results.append(_report(f"round {i + 1}", answer["done"], answer["wall_s"], rows, extra))
+        except RuntimeError:
+            print((log_dir / "loadgen.log").read_text()[-2000:], file=sys.stderr)
+            raise
         finally:
             gen.stop()
             server.stop()

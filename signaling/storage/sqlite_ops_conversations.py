@@ -8,7 +8,7 @@ compare-and-set updates and "one live request per kind" are atomic without locks
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from signaling.domain.errors import Conflict, Invalid, NotFound
@@ -157,7 +157,8 @@ def append_message(conn: Conn, m: Message, access: AccessRule | None = None) -> 
     matches nothing, a read tells a replay (answered with the stored message, access checked) from a
     refusal or a missing conversation."""
     where, where_params = _access_where(access)
-    at = s.ts(m.created_at)
+    created_at = s.utc(m.created_at)
+    at = s.ts(created_at)
     visible = m.kind != "note"
     params: tuple[Any, ...] = (
         at,
@@ -176,7 +177,7 @@ def append_message(conn: Conn, m: Message, access: AccessRule | None = None) -> 
     row = conn.execute(sql + _RETURNING, params).fetchone()
     if row is None:
         return _append_refused(conn, m, access)
-    conversation = s.conversation_from_values(row)
+    conversation = s.conversation_from_values(row, (at, created_at))
     seq = conversation.last_seq
     data = s.to_json(m.data) if m.data else "{}"
     conn.execute(
@@ -200,7 +201,7 @@ def append_message(conn: Conn, m: Message, access: AccessRule | None = None) -> 
     stored.seq = seq
     stored.author = s.clone_author(m.author)
     stored.data = json.loads(data) if m.data else {}
-    stored.created_at = m.created_at.astimezone(UTC)
+    stored.created_at = created_at
     return AppendResult(message=stored, created=True, conversation=conversation)
 
 
