@@ -55,7 +55,7 @@ class Served:
 
         app = web.Application(middlewares=[remember])
         self.sio.attach(app)
-        self.runner = web.AppRunner(app, handle_signals=False)
+        self.runner = web.AppRunner(app, handle_signals=False, shutdown_timeout=2.0)
         await self.runner.setup()
         site = web.TCPSite(self.runner, "127.0.0.1", 0)
         await site.start()
@@ -386,3 +386,39 @@ async def test_frames_split_anywhere_are_reassembled(served: Served) -> None:
         assert sorted(acks) == sorted([f'431[{{"echo":"{big}"}}]'.encode(), b'432[{"echo":"small"}]'])
     finally:
         writer.close()
+
+
+async def test_declined_requests_keep_aiohttps_websocket(monkeypatch: pytest.MonkeyPatch) -> None:
+    """When a request cannot be taken over (here ``accept`` declines them all), the websocket is served by
+    aiohttp's WebSocketResponse as before: direct and upgraded clients get acks and leave cleanly; an
+    invalid handshake is refused by aiohttp (400)."""
+    monkeypatch.setattr(wsconn, "accept", lambda request, session: None)
+    s = await Served().start()
+    try:
+        for transports in (["websocket"], ["polling", "websocket"]):
+            client = socketio.AsyncClient(reconnection=False)
+            try:
+                await client.connect(s.url, transports=transports, wait_timeout=5)
+                for _ in range(100):
+                    if client.transport() == "websocket":
+                        break
+                    await asyncio.sleep(0.02)
+                assert client.transport() == "websocket"
+                (session,) = s.sio.eio.sockets.values()
+                assert session.conn is None and session.transport is not None
+                assert await client.call("echo", transports, timeout=5) == {"echo": transports}
+            finally:
+                await client.disconnect()
+            for _ in range(100):
+                if not s.sio.eio.sockets:
+                    break
+                await asyncio.sleep(0.02)
+            assert not s.sio.eio.sockets
+        reader, writer = await asyncio.open_connection("127.0.0.1", s.port)
+        writer.write(HANDSHAKE.replace(b"dGhlIHNhbXBsZSBub25jZQ==", b"c2hvcnQ="))  # a key of 5 bytes, not 16
+        try:
+            assert (await reader.readline()).startswith(b"HTTP/1.1 400")
+        finally:
+            writer.close()
+    finally:
+        await s.stop()
