@@ -158,6 +158,16 @@ MIGRATIONS: tuple[tuple[int, tuple[str, ...]], ...] = (
         2,
         ("ALTER TABLE requests ADD COLUMN record INTEGER NOT NULL DEFAULT 0",),
     ),
+    (
+        3,
+        # Every message moves its conversation's updated_at, so every index holding updated_at is
+        # rewritten per message. A visitor has a handful of conversations: sorting them costs nothing,
+        # so the visitor index no longer carries updated_at (its query sorted part of the order anyway).
+        (
+            "DROP INDEX conversations_visitor",
+            "CREATE INDEX conversations_visitor ON conversations (visitor_id)",
+        ),
+    ),
 )
 
 LATEST_VERSION = MIGRATIONS[-1][0]
