@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import subprocess
 import tempfile
@@ -20,6 +21,26 @@ from pathlib import Path
 from typing import Any
 
 from bench.signalling.procs import REPO, LoadGen, Server, python, settle
+
+
+class PrivateLoadGen(LoadGen):
+    """The load generator run from a private copy (``LOOPCPU_LOADGEN``: a directory holding
+    ``loadgen.mjs`` and its ``node_modules``), so that another bench's ``npm ci`` cannot pull ``ws`` from
+    under it; the repository's when unset."""
+
+    def __init__(self, log_dir: Path) -> None:
+        private = os.environ.get("LOOPCPU_LOADGEN")
+        if not private:
+            super().__init__(log_dir)
+            return
+        self.log = open(log_dir / "loadgen.log", "w")  # noqa: SIM115 - closed by stop()
+        self.proc = subprocess.Popen(
+            ["node", str(Path(private) / "loadgen.mjs")],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=self.log,
+            text=True,
+        )
 
 
 def start(tree: Path, tmp: Path, pairs: int, log_dir: Path, cprofile: str = "") -> tuple[Server, LoadGen]:
@@ -45,7 +66,7 @@ def start(tree: Path, tmp: Path, pairs: int, log_dir: Path, cprofile: str = "") 
         env={"PYTHONPATH": str(tree)},
     )
     server.start(log_dir)
-    gen = LoadGen(log_dir)
+    gen = PrivateLoadGen(log_dir)
     seed = json.loads(seed_path.read_text())
     time.sleep(0.3)
     try:
@@ -56,6 +77,7 @@ def start(tree: Path, tmp: Path, pairs: int, log_dir: Path, cprofile: str = "") 
         server.stop()
         assert server.log is not None
         print(server.log.read_text()[-3000:])
+        print((log_dir / "loadgen.log").read_text()[-3000:])
         raise
     return server, gen
 
@@ -130,7 +152,13 @@ def main() -> None:
                 server.stop()
         for round_no in range(args.rounds):
             for i, tree in enumerate(trees):
-                server, gen = start(tree, tmp / f"r{round_no}-{i}", args.pairs, log_dir)
+                for attempt in range(3):  # a set-up can fail on a machine other runs overload: retry it
+                    try:
+                        server, gen = start(tree, tmp / f"r{round_no}-{i}-{attempt}", args.pairs, log_dir)
+                        break
+                    except RuntimeError:
+                        if attempt == 2:
+                            raise
                 try:
                     r = closed(server, gen, args.seconds)
                 finally:
