@@ -121,8 +121,8 @@ def main() -> None:
                         "-r",
                         "1000",
                         "--threads",
-                        "--nonblocking",
-                        *(["--native"] if __import__("os").environ.get("NATIVE") else []),
+                        # BLOCKING=1: py-spy pauses the process per sample (slower, stacks never torn)
+                        *([] if os.environ.get("BLOCKING") else ["--nonblocking"]),
                         "-f",
                         "raw",
                         "-o",
