@@ -52,7 +52,7 @@ class FastPacket(sio_packet.Packet):
                 ack_id = head.group(2)
                 self.id = int(ack_id) if ack_id else None
                 self.attachment_count = 0
-                self.attachments = []
+                self.attachments: list[Any] = []
                 self.data = self.json.loads(encoded_packet[head.end() :])
                 return
         elif encoded_packet is None and binary is None and packet_type in _FAST_TYPES:
@@ -66,7 +66,7 @@ class FastPacket(sio_packet.Packet):
                 self.namespace = namespace
                 self.id = id
                 self.attachment_count = 0
-                self.attachments: list[Any] = []
+                self.attachments = []
                 return
         super().__init__(packet_type, data, namespace, id, binary, encoded_packet)
 

@@ -23,6 +23,7 @@ import asyncio
 import collections
 import hashlib
 import socket
+from collections.abc import Mapping
 from typing import Any
 
 import hiredis
@@ -246,7 +247,7 @@ class RedisPipe:
         return await _open(self._options, lambda: _Protocol(loop), self.connect_timeout)
 
 
-async def _open(options: dict[str, Any], factory: Any, connect_timeout: float) -> Any:
+async def _open(options: Mapping[str, Any], factory: Any, connect_timeout: float) -> Any:
     """Connect a protocol made by ``factory`` to the Redis of ``options`` (``parse_url``'s), then
     ``AUTH`` and ``SELECT`` as the URL says."""
     loop = asyncio.get_running_loop()

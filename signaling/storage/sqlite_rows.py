@@ -194,7 +194,7 @@ def conversation_from(r: sqlite3.Row) -> Conversation:
 
 
 def conversation_from_values(
-    r: sqlite3.Row | tuple[Any, ...], known: tuple[str, datetime] | None = None
+    r: sqlite3.Row | tuple[Any, ...], known: tuple[str | None, datetime] | None = None
 ) -> Conversation:
     """:func:`conversation_from` for a row of :data:`CONVERSATION_COLUMNS` in that order, read by
     position (the append's ``RETURNING``: once per message). ``known``: a time's text (:func:`ts`) and
