@@ -37,6 +37,7 @@ import urllib.request
 from collections import Counter
 from pathlib import Path
 
+from bench.signalling.ours_server import serve_until_stopped
 from bench.signalling.procs import LoadGen, Server, python, rss_kb, settle
 
 
@@ -151,16 +152,7 @@ async def serve(args: argparse.Namespace) -> None:
 
     app.router.add_get("/__profile/mark", mark)
     app.router.add_get("/__profile/report", report)
-    runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0, backlog=4096)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    print(f"READY {port}", flush=True)
-    try:
-        await asyncio.Event().wait()
-    finally:
-        await runner.cleanup()
+    await serve_until_stopped(app)
 
 
 def _get(url: str) -> str:

@@ -154,7 +154,13 @@ async def serve(args: argparse.Namespace) -> None:
         )
 
     app.router.add_get("/__bench/stats", stats)
-    runner = web.AppRunner(app, handle_signals=True, access_log=None, shutdown_timeout=1.0)
+    await serve_until_stopped(app, handle_signals=True)
+
+
+async def serve_until_stopped(app: web.Application, handle_signals: bool = False) -> None:
+    """Serve ``app`` on a free loopback port, print ``READY <port>`` (what ``procs.Server`` waits for),
+    and run until the process is stopped."""
+    runner = web.AppRunner(app, handle_signals=handle_signals, access_log=None, shutdown_timeout=1.0)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0, backlog=4096)
     await site.start()
