@@ -180,22 +180,7 @@ def append_message(conn: Conn, m: Message, access: AccessRule | None = None) -> 
     conversation = s.conversation_from_values(row, (at, created_at))
     seq = conversation.last_seq
     data = s.to_json(m.data) if m.data else "{}"
-    conn.execute(
-        _MESSAGE_INSERT,
-        (
-            m.id,
-            m.conversation_id,
-            seq,
-            m.client_id or None,
-            m.author.kind,
-            m.author.id,
-            m.author.name,
-            m.kind,
-            m.body,
-            data,
-            at,
-        ),
-    )
+    conn.execute(_MESSAGE_INSERT, s.message_row(m, seq, data, at))
     # The stored record as a read would return it: UTC time, data as JSON gives it back.
     stored = s.clone_message(m)
     stored.seq = seq

@@ -235,7 +235,9 @@ def clone_author(a: Author) -> Author:
     return Author(*_AUTHOR_FIELDS(a))
 
 
-def message_row(m: Message, seq: int) -> tuple[Any, ...]:
+def message_row(m: Message, seq: int, data: str, at: str | None) -> tuple[Any, ...]:
+    """The ``messages`` row of ``m`` at ``seq``; ``data`` (its JSON) and ``at`` (its time as :func:`ts`)
+    come from the caller, which already made them."""
     return (
         m.id,
         m.conversation_id,
@@ -246,8 +248,8 @@ def message_row(m: Message, seq: int) -> tuple[Any, ...]:
         m.author.name,
         m.kind,
         m.body,
-        to_json(m.data),
-        ts(m.created_at),
+        data,
+        at,
     )
 
 
