@@ -43,6 +43,12 @@ class Pair:
         """``presence_online()`` as node 1's store reads it."""
         return await self.node1.app[STORE].presence_online()
 
+    async def wait_online(self, agent_id: str, timeout: float = 5.0) -> None:
+        """Until node 1's store lists ``agent_id`` online."""
+        async with asyncio.timeout(timeout):
+            while agent_id not in await self.online():
+                await asyncio.sleep(0.05)
+
 
 @pytest.fixture
 async def pair(tmp_path: Path) -> AsyncIterator[Pair]:
@@ -89,9 +95,7 @@ async def test_killed_node_agents_go_offline_on_the_live_node(pair: Pair) -> Non
     alice = await pair.hub1.agent("alice@example.com")  # admin: in every team's room
     carol = await pair.hub2.agent("carol@example.com")
     carol_id = carol.agent["id"]  # type: ignore[attr-defined]
-    async with asyncio.timeout(5):
-        while carol_id not in await pair.online():
-            await asyncio.sleep(0.05)
+    await pair.wait_online(carol_id)
 
     pair.node2.kill9()
 
@@ -109,9 +113,7 @@ async def test_live_idle_node_is_never_swept(pair: Pair) -> None:
     alice = await pair.hub1.agent("alice@example.com")
     carol = await pair.hub2.agent("carol@example.com")
     carol_id = carol.agent["id"]  # type: ignore[attr-defined]
-    async with asyncio.timeout(5):
-        while carol_id not in await pair.online():
-            await asyncio.sleep(0.05)
+    await pair.wait_online(carol_id)
     for _ in range(int(DEAD_AFTER_S * 4 / HEARTBEAT_S)):  # 4 dead-after periods, sampled every beat
         await asyncio.sleep(HEARTBEAT_S)
         assert carol_id in await pair.online()
@@ -128,9 +130,7 @@ async def test_a_node_back_from_a_freeze_registers_its_agents_again(pair: Pair) 
     alice = await pair.hub1.agent("alice@example.com")
     carol = await pair.hub2.agent("carol@example.com")
     carol_id = carol.agent["id"]  # type: ignore[attr-defined]
-    async with asyncio.timeout(5):
-        while carol_id not in await pair.online():
-            await asyncio.sleep(0.05)
+    await pair.wait_online(carol_id)
 
     os.kill(pair.node2.pid, signal.SIGSTOP)
     try:
@@ -139,9 +139,7 @@ async def test_a_node_back_from_a_freeze_registers_its_agents_again(pair: Pair) 
     finally:
         os.kill(pair.node2.pid, signal.SIGCONT)
 
-    async with asyncio.timeout(DEAD_AFTER_S * 10 + 5):
-        while carol_id not in await pair.online():
-            await asyncio.sleep(0.05)
+    await pair.wait_online(carol_id, timeout=DEAD_AFTER_S * 10 + 5)
     statuses = [d["status"] for d in alice.events.of("agent.presence") if d["agent_id"] == carol_id]
     async with asyncio.timeout(5):  # the announcement follows the registration
         while statuses[-1] != "online":
