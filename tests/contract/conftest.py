@@ -186,6 +186,15 @@ class Seed:
 
 
 @pytest.fixture
+async def sqlite_store(tmp_path: Path) -> AsyncIterator[SqliteStore]:
+    """An opened SqliteStore on a fresh file (the SQLite-only tests)."""
+    store = SqliteStore(tmp_path / "s.sqlite3")
+    await store.open()
+    yield store
+    await store.close()
+
+
+@pytest.fixture
 def seed(store: Store) -> Seed:
     """Record builders bound to ``store``."""
     return Seed(store)

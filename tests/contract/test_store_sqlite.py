@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 import threading
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -22,15 +21,6 @@ from signaling.storage.sqlite import SqliteStore
 from signaling.storage.sqlite_schema import LATEST_VERSION
 
 from .conftest import Seed
-
-
-@pytest.fixture
-async def sqlite_store(tmp_path: Path) -> AsyncIterator[SqliteStore]:
-    """An opened SqliteStore on a fresh file."""
-    store = SqliteStore(tmp_path / "s.sqlite3")
-    await store.open()
-    yield store
-    await store.close()
 
 
 class Gate:

@@ -8,10 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
-from collections.abc import AsyncIterator
-from pathlib import Path
-
-import pytest
 
 from signaling.domain.errors import NotFound
 from signaling.storage.base import AppendResult
@@ -19,15 +15,6 @@ from signaling.storage.sqlite import SqliteStore
 
 from .conftest import Seed
 from .test_store_sqlite import Gate, submitted
-
-
-@pytest.fixture
-async def sqlite_store(tmp_path: Path) -> AsyncIterator[SqliteStore]:
-    """An opened SqliteStore on a fresh file."""
-    store = SqliteStore(tmp_path / "s.sqlite3")
-    await store.open()
-    yield store
-    await store.close()
 
 
 async def test_a_batch_without_failing_writes_runs_once(sqlite_store: SqliteStore) -> None:
