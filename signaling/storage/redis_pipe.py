@@ -98,20 +98,23 @@ class _Protocol(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         reader = self.reader
         reader.feed(data)
-        waiters = self.waiters
         try:
             while (reply := reader.gets()) is not False:
-                future = waiters.popleft()
-                if future.done():  # its caller was cancelled: the reply is dropped, the order kept
-                    continue
-                if isinstance(reply, hiredis.ReplyError):
-                    future.set_exception(ResponseError(str(reply)))
-                else:
-                    future.set_result(reply)
+                self._reply(reply)
         except (hiredis.ProtocolError, IndexError) as exc:  # a corrupt stream or an unasked reply
             self._fail(RedisConnectionError(f"Redis protocol error: {exc}"))
             if self.transport is not None:
                 self.transport.abort()
+
+    def _reply(self, reply: Any) -> None:
+        """Answer the oldest waiting command with ``reply``."""
+        future = self.waiters.popleft()
+        if future.done():  # its caller was cancelled: the reply is dropped, the order kept
+            return
+        if isinstance(reply, hiredis.ReplyError):
+            future.set_exception(ResponseError(str(reply)))
+        else:
+            future.set_result(reply)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._fail(RedisConnectionError(f"Redis connection lost: {exc or 'closed'}"))
@@ -149,9 +152,7 @@ class RedisPipe:
     async def call(self, *args: Any) -> Any:
         """Run one command; its reply (strings decoded as UTF-8)."""
         command = encode_command(args)
-        protocol = self._protocol
-        if protocol is None or protocol.lost is not None:
-            protocol = await self._connect()
+        protocol = await self._ready()
         return await protocol.send(command)
 
     async def script(self, name: str, keys: list[str], args: list[Any]) -> Any:
@@ -168,9 +169,7 @@ class RedisPipe:
         """Send ``commands`` together and in order; their replies, with an exception in place of each
         refused one (``("EVAL", source, numkeys, ...)`` goes as ``EVALSHA`` when it can). Raises
         ``ConnectionError`` when the connection is lost (how many ran is then unknown)."""
-        protocol = self._protocol
-        if protocol is None or protocol.lost is not None:
-            protocol = await self._connect()
+        protocol = await self._ready()
         futures = []
         for command in commands:
             if command[0] == "EVAL":
@@ -205,9 +204,7 @@ class RedisPipe:
         return ("EVAL", body, *rest)
 
     async def _evalsha(self, sha: str, body: bytes, *rest: Any) -> Any:
-        protocol = self._protocol
-        if protocol is None or protocol.lost is not None:
-            protocol = await self._connect()
+        protocol = await self._ready()
         try:
             return await protocol.send(encode_command(self._eval_command(protocol, sha, body, rest)))
         except ResponseError as exc:
@@ -222,6 +219,13 @@ class RedisPipe:
         protocol, self._protocol = self._protocol, None
         if protocol is not None and protocol.transport is not None:
             protocol.transport.close()
+
+    async def _ready(self) -> _Protocol:
+        """The open connection, opened (again) if there is none or it was lost."""
+        protocol = self._protocol
+        if protocol is not None and protocol.lost is None:
+            return protocol
+        return await self._connect()
 
     async def _connect(self) -> _Protocol:
         if self._closed:
@@ -288,26 +292,16 @@ class _SubscriberProtocol(_Protocol):
         self.wakeup: asyncio.Future[None] | None = None
 
     def data_received(self, data: bytes) -> None:
-        reader = self.reader
-        reader.feed(data)
-        try:
-            while (reply := reader.gets()) is not False:
-                if isinstance(reply, list) and reply and reply[0] in _PUSHES:
-                    self.heard = self.loop.time()
-                    if reply[0] == b"message":
-                        self.messages.append((reply[1], reply[2]))
-                    continue
-                future = self.waiters.popleft()  # AUTH / SELECT
-                if not future.done():
-                    if isinstance(reply, hiredis.ReplyError):
-                        future.set_exception(ResponseError(str(reply)))
-                    else:
-                        future.set_result(reply)
-        except (hiredis.ProtocolError, IndexError) as exc:
-            self._fail(RedisConnectionError(f"Redis protocol error: {exc}"))
-            if self.transport is not None:
-                self.transport.abort()
+        super().data_received(data)
         self._wake()
+
+    def _reply(self, reply: Any) -> None:
+        if isinstance(reply, list) and reply and reply[0] in _PUSHES:
+            self.heard = self.loop.time()
+            if reply[0] == b"message":
+                self.messages.append((reply[1], reply[2]))
+            return
+        super()._reply(reply)  # AUTH / SELECT
 
     def _fail(self, error: Exception) -> None:
         super()._fail(error)
