@@ -183,13 +183,6 @@ class FastRedisManager(SupervisedRedisManager):
         self._membership_lost = False
         self._background: set[asyncio.Task[Any]] = set()
 
-    def set_server(self, server: Any) -> None:
-        """python-socketio's ``set_server`` takes the server's packet JSON module, which is still the
-        standard ``json`` while ``FastAsyncServer`` is being built: keep :mod:`jsonfast` (orjson) for what
-        this manager publishes and reads."""
-        super().set_server(server)
-        self.json = jsonfast
-
     # -- room sets ------------------------------------------------------------------------------------
 
     def _room_key(self, namespace: str, room: Any) -> str | None:

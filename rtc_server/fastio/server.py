@@ -23,6 +23,9 @@ class FastAsyncServer(socketio.AsyncServer):
         super().__init__(*args, **kwargs)
         if self.packet_class is socketio.packet.Packet:  # the default JSON serializer
             self.packet_class = FastPacket
+            # python-socketio's __init__ gave the manager the old packet class's JSON module (the standard
+            # json): give it FastPacket's, as set_server means it to have the server's.
+            self.manager.set_server(self)
 
     def _engineio_server_class(self) -> type:
         return FastEngineServer
