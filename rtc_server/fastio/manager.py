@@ -18,9 +18,10 @@ import socketio
 from engineio import packet as eio_packet
 from socketio import packet as sio_packet
 
-from rtc_server.fastio import frames, jsonfast
+from rtc_server.fastio import frames
 from rtc_server.fastio.packet import FastPacket
 from rtc_server.pubsub import SupervisedRedisManager
+from signaling import jsonfast
 from signaling.hub.fanout import ROOM_PREFIXES
 
 log = logging.getLogger(__name__)

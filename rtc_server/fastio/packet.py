@@ -5,7 +5,7 @@ built per dict) before encoding it, to choose between EVENT and BINARY_EVENT. He
 EVENT/ACK is JSON-encoded at once; ``bytes`` anywhere in it make the standard encoder raise
 ``TypeError``, and only then does the packet take python-socketio's binary path. Incoming packets,
 explicit binary flags and the other packet types are untouched. Encoding and decoding use
-:mod:`rtc_server.fastio.jsonfast` (``orjson`` when installed).
+:mod:`signaling.jsonfast` (``orjson`` when installed).
 
 Incoming, the packets of nearly every call (an EVENT in a namespace, with an ack id and a JSON array:
 ``2/agent,12["message.send",{...}]``) are split with one regular expression instead of
@@ -21,7 +21,7 @@ from typing import Any
 
 from socketio import packet as sio_packet
 
-from rtc_server.fastio import jsonfast
+from signaling import jsonfast
 
 _FAST_TYPES = (sio_packet.EVENT, sio_packet.ACK)
 
@@ -30,7 +30,7 @@ _EVENT_HEAD = re.compile(r"2(/[^,?]*),(\d{0,100})(?=\[)")
 
 
 class FastPacket(sio_packet.Packet):
-    """A drop-in ``packet_class`` for the default (JSON) serializer, with :mod:`~rtc_server.fastio.jsonfast`."""
+    """A drop-in ``packet_class`` for the default (JSON) serializer, with :mod:`~signaling.jsonfast`."""
 
     json = jsonfast
 

@@ -12,19 +12,14 @@ Fields whose name starts with ``_`` are the store's own bookkeeping and are igno
 from __future__ import annotations
 
 import dataclasses
-import json
 import types
 import typing
 from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
+from signaling import jsonfast
 from signaling.domain.models import Author, Message
-
-try:
-    import orjson as _orjson
-except ImportError:  # pragma: no cover - the "fast" extra is not installed
-    _orjson = None  # type: ignore[assignment]
 
 T = TypeVar("T")
 
@@ -50,24 +45,11 @@ def fold(value: str) -> str:
 
 
 def to_json(value: Any) -> str:
-    """Compact JSON text, UTF-8 characters unescaped: orjson when installed, the standard library for
-    what orjson refuses (integers beyond 64 bits, non-string keys...)."""
-    if _orjson is not None:
-        try:
-            return _orjson.dumps(value).decode()
-        except TypeError:
-            pass
-    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+    """Compact JSON text, UTF-8 characters unescaped (:mod:`signaling.jsonfast`: orjson when installed)."""
+    return jsonfast.dumps(value, ensure_ascii=False, separators=(",", ":"))
 
 
-def from_json(text: str) -> Any:
-    """Parse JSON text (orjson when installed; the standard library decides what orjson refuses)."""
-    if _orjson is not None:
-        try:
-            return _orjson.loads(text)
-        except _orjson.JSONDecodeError:
-            pass
-    return json.loads(text)
+from_json = jsonfast.loads
 
 
 # -- per-class field kinds -----------------------------------------------------------------------------

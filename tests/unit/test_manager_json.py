@@ -4,9 +4,9 @@ swapped in ``FastPacket`` (seen in a two-node profile, about 8 % of a node's CPU
 
 from __future__ import annotations
 
-from rtc_server.fastio import jsonfast
 from rtc_server.fastio.manager import FastManager, FastRedisManager
 from rtc_server.fastio.server import FastAsyncServer
+from signaling import jsonfast
 
 
 def test_the_redis_manager_keeps_jsonfast_once_attached_to_the_server() -> None:

@@ -1,4 +1,4 @@
-"""JSON for Socket.IO packets: ``orjson`` when it is installed (several times faster than the standard
+"""JSON for Socket.IO packets and the Redis store's JSON fields: ``orjson`` when it is installed (several times faster than the standard
 library at encoding and decoding), the standard library otherwise, or whenever ``orjson`` refuses a
 value (``bytes``, integers beyond 64 bits...), so that what was accepted before still is.
 
