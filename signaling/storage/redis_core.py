@@ -193,11 +193,12 @@ class RedisCore:
             "REQUEST_UPDATE",
             "UNLOCK",
         )
-        self._scripts = {name: client.register_script(getattr(lua, name)) for name in names}
         if RedisPipe.supports(self.url):
             self._pipe = RedisPipe(self.url, connect_timeout=self.connect_timeout)
             for name in names:
                 self._pipe.register(name, getattr(lua, name))
+        else:  # TLS: redis-py runs them
+            self._scripts = {name: client.register_script(getattr(lua, name)) for name in names}
         await self._script(  # this node's previous run: gone, whatever its liveness key says
             "PRESENCE_DROP_NODE",
             [
