@@ -310,40 +310,14 @@ class FastEngineSocket(async_socket.AsyncSocket):
         old_queue.put_nowait(packet.Packet(packet.NOOP))
 
     async def _read_loop(self, ws: FastWebSocket) -> None:
+        """The messages of an aiohttp websocket (the path :func:`wsconn.accept` declined), handled as
+        :class:`~rtc_server.fastio.wsconn.WsConnection` hands them over, until either side closes."""
         receive = ws.sock.receive
-        server = self.server
-        on_message = server.handlers.get("message")
-        sid = self.sid
         while not self.closed:
             msg = await receive()
-            kind = msg.type
-            if kind is WSMsgType.TEXT:
-                data = msg.data
-                if not data:
-                    await self.close(wait=False, abort=True)
-                    break
-                head = data[0]
-                if head == "4":
-                    if on_message is not None:
-                        await self._dispatch(on_message, sid, data[1:])
-                    continue
-                if head == "3":
-                    self.schedule_ping()
-                    continue
-            elif kind is WSMsgType.BINARY:
-                if on_message is not None:
-                    await self._dispatch(on_message, sid, msg.data)
-                continue
-            else:
+            if msg.type is not WSMsgType.TEXT and msg.type is not WSMsgType.BINARY:
                 break  # closed, closing or a protocol error
-            try:
-                await self.receive(packet.Packet(encoded_packet=data))
-            except exceptions.SocketIsClosedError:
-                break
-            except Exception as exc:  # an unknown or undecodable Engine.IO packet: close, as Node does
-                log.info("engine.io: closing %s after a bad packet: %r", sid, str(exc)[:200])
-                await self.close(wait=False, abort=True)
-                break
+            await self.handle_message(msg.data)
 
     async def _dispatch(self, handler: Any, sid: str, data: Any) -> None:
         try:
