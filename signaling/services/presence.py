@@ -21,6 +21,8 @@ class PresenceService:
         self.node_id = node_id
         self._local: dict[str, tuple[Agent, set[str]]] = {}
         """The agents' sockets connected to this node (agent id -> the agent, its sids here)."""
+        self._lapsed = False
+        """This node's mark was found lapsed and its sockets are not yet registered again."""
 
     async def connected(self, agent: Agent, sid: str) -> None:
         self._local.setdefault(agent.id, (agent, set()))[1].add(sid)
@@ -47,11 +49,14 @@ class PresenceService:
         ``ttl_s``), another node may have swept its sockets and announced its agents offline although
         they are still connected here: their sockets are registered again, and each agent who thereby
         comes back online is announced (and gets the queue's waiting conversations), as a first connect
-        would."""
-        was_alive = await self.store.node_alive(self.node_id)
-        await self.store.node_heartbeat(self.node_id, ttl_s)
-        if not was_alive and self._local:
-            await self._register_again()
+        would. The store checks and renews the mark in one step (a sweep cannot fall between them), and
+        a registration that fails is tried again at the next heartbeat."""
+        if not await self.store.node_heartbeat(self.node_id, ttl_s):
+            self._lapsed = True
+        if self._lapsed:
+            if self._local:
+                await self._register_again()
+            self._lapsed = False
 
     async def _register_again(self) -> None:
         online = await self.store.presence_online()

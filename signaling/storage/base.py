@@ -173,9 +173,11 @@ class Store(Protocol):
         """Ids of agents with at least one live socket on any node."""
 
     # -- node liveness (a node that dies without closing its sockets leaves presence behind) ----------
-    async def node_heartbeat(self, node_id: str, ttl_s: float) -> None:
+    async def node_heartbeat(self, node_id: str, ttl_s: float) -> bool:
         """Mark ``node_id`` alive for the next ``ttl_s`` seconds. Every node calls this every few seconds
-        (a third of the TTL); a node whose mark lapses counts as dead and its presence gets swept."""
+        (a third of the TTL); a node whose mark lapses counts as dead and its presence gets swept.
+        Returns whether the previous mark was still live, checked and renewed atomically (False on a
+        node's first heartbeat and after a lapse, when a sweeper may have cleared its sockets)."""
 
     async def node_alive(self, node_id: str) -> bool:
         """Whether ``node_id``'s heartbeat mark is live (other node-scoped state, such as media sessions,

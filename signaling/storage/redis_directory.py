@@ -103,10 +103,11 @@ class RedisDirectory(RedisCore):
 
     # -- node liveness --------------------------------------------------------------------------------
 
-    async def node_heartbeat(self, node_id: str, ttl_s: float) -> None:
-        """Set ``node:alive:<node>`` with a ``ttl_s`` expiry."""
+    async def node_heartbeat(self, node_id: str, ttl_s: float) -> bool:
+        """Set ``node:alive:<node>`` with a ``ttl_s`` expiry; whether the key still existed (one ``SET ..
+        GET``, so no sweep can fall between the check and the renewal)."""
         key, ms = self._k("node", "alive", node_id), max(1, int(ttl_s * 1000))
-        await self._call(lambda c: c.set(key, "1", px=ms), idempotent=True)
+        return await self._call(lambda c: c.set(key, "1", px=ms, get=True), idempotent=True) is not None
 
     async def node_alive(self, node_id: str) -> bool:
         """Whether ``node:alive:<node>`` exists."""

@@ -212,9 +212,10 @@ class SqliteStore:
 
     # -- node liveness (heartbeats are meta rows; one node per file, but the contract holds anyway) ---
 
-    async def node_heartbeat(self, node_id: str, ttl_s: float) -> None:
-        """Mark ``node_id`` alive for the next ``ttl_s`` seconds."""
-        await self._write(directory.node_heartbeat, node_id, time.time() + ttl_s)
+    async def node_heartbeat(self, node_id: str, ttl_s: float) -> bool:
+        """Mark ``node_id`` alive for the next ``ttl_s`` seconds; whether its previous mark was live."""
+        now = time.time()
+        return await self._write(directory.node_heartbeat, node_id, now, now + ttl_s)
 
     async def node_alive(self, node_id: str) -> bool:
         """Whether ``node_id``'s heartbeat mark is still valid."""

@@ -118,12 +118,15 @@ def node_alive(conn: Conn, node_id: str, now: float) -> bool:
     return row is not None and float(row[0]) > now
 
 
-def node_heartbeat(conn: Conn, node_id: str, expires_at: float) -> None:
-    """Mark ``node_id`` alive until ``expires_at``."""
+def node_heartbeat(conn: Conn, node_id: str, now: float, expires_at: float) -> bool:
+    """Mark ``node_id`` alive until ``expires_at``; whether its previous mark was still valid at ``now``
+    (read and renewed in the same transaction)."""
+    was_alive = node_alive(conn, node_id, now)
     conn.execute(
         "INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
         (_ALIVE + node_id, repr(expires_at)),
     )
+    return was_alive
 
 
 def dead_presence_nodes(conn: Conn, now: float) -> list[str]:

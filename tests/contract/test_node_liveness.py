@@ -80,3 +80,16 @@ async def test_node_alive_follows_the_mark(store: Store) -> None:
         while await store.node_alive("n2"):
             await asyncio.sleep(0.05)
     assert await store.node_alive("n1") is False
+
+
+async def test_heartbeat_says_whether_the_previous_mark_was_live(store: Store) -> None:
+    """``node_heartbeat`` returns False on a node's first beat and after its mark lapsed (a sweeper may
+    have cleared its sockets: the node registers them again), True while it renews a live mark."""
+    assert await store.node_heartbeat("n2", 0.3) is False
+    assert await store.node_heartbeat("n2", 0.3) is True
+    async with asyncio.timeout(5):
+        while await store.node_alive("n2"):
+            await asyncio.sleep(0.05)
+    assert await store.node_heartbeat("n2", 60) is False
+    assert await store.node_heartbeat("n2", 60) is True
+    assert await store.node_alive("n2") is True
