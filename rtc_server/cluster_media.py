@@ -186,11 +186,7 @@ class ClusterMediaGateway:
     async def shutdown(self) -> None:
         """Stop serving other nodes, close the local plane, release Redis connections."""
         self._closed = True
-        task, self._loop_task = self._loop_task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+        await self._stop_inbox()
         for handler in list(self._handlers):
             handler.cancel()
         await asyncio.gather(*self._handlers, return_exceptions=True)
@@ -297,6 +293,21 @@ class ClusterMediaGateway:
         if self._closed or (self._loop_task is not None and not self._loop_task.done()):
             return
         self._loop_task = asyncio.get_running_loop().create_task(self._serve(), name="media-inbox")
+
+    async def _stop_inbox(self) -> None:
+        """Cancel the inbox loop and wait (5 s at most) for it to end. The cancellation is repeated until
+        it takes: one that lands as one of the Redis client's own timeouts expires can come out as that
+        timeout (Python 3.11's ``asyncio.timeout``), which the loop takes for a Redis failure and retries;
+        a test once waited 120 s on a single cancellation here."""
+        task, self._loop_task = self._loop_task, None
+        for _ in range(50):
+            if task is None or task.done():
+                break
+            task.cancel()
+            await asyncio.wait({task}, timeout=0.1)
+        if task is not None and task.done() and not task.cancelled():
+            with contextlib.suppress(BaseException):
+                task.result()
 
     async def _serve(self) -> None:
         """Pop this node's inbox and run each call (in its own task); keep the alive key fresh."""

@@ -90,10 +90,8 @@ async def test_offers_without_a_live_owner_are_refused_at_once(cluster: Cluster)
 
     await customer.ok("request.respond", {"request_id": request["id"], "accept": True})
     owner: Any = cluster.nodes[0].app[MEDIA]
-    task = owner._loop_task  # stop the owner's inbox loop and its alive key, as if node 1 were gone
-    assert task is not None
-    task.cancel()
-    await asyncio.gather(task, return_exceptions=True)
+    assert owner._loop_task is not None  # stop the owner's inbox loop and its alive key, as if node 1 were gone
+    await owner._stop_inbox()
     await owner._client().delete(owner._k("alive", "n1"))
     gone = await alice.call("rtc.offer", {"request_id": request["id"], "sdp": "v=0", "type": "offer"})
     assert gone["ok"] is False and gone["error"]["code"] == "unavailable"
