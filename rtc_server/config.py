@@ -25,6 +25,10 @@ class Config:
     """Signs tokens and verifies ``user_hash``. Empty: a random one is created and kept in the data dir."""
     store: str = ""
     """``sqlite:///path`` (default: ``<data_dir>/rtc.sqlite3``) or ``redis://host:port/db``."""
+    sqlite_writer: str = "process"
+    """Where the SQLite store's connection and group commit run (``RTC_SQLITE_WRITER``): ``process``, a
+    child process of their own, beside the event loop; ``thread``, a thread of the server's process
+    (one process fewer; the store's Python then takes turns with the event loop's)."""
     log_level: str = "info"
     log_json: bool = False
     demo: bool = False

@@ -9,9 +9,12 @@ from signaling.storage.base import Store
 def make_store(config: Config) -> Store:
     url = config.store_url
     if url.startswith("sqlite:///"):
-        from signaling.storage.sqlite import SqliteStore
+        from signaling.storage.sqlite import WRITERS, SqliteStore
 
-        return SqliteStore(url[len("sqlite:///"):], node_id=config.node_id or "local")
+        if config.sqlite_writer not in WRITERS:
+            raise SystemExit(f"unsupported SQLite writer {config.sqlite_writer!r}: use {' or '.join(WRITERS)}")
+        return SqliteStore(url[len("sqlite:///"):], node_id=config.node_id or "local",
+                           writer=config.sqlite_writer)
     if url.startswith("redis://"):
         from signaling.storage.redis_store import RedisStore
 

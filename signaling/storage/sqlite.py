@@ -1,25 +1,27 @@
 """The embedded store: one SQLite file (WAL, ``synchronous=FULL``) behind the async :class:`Store` port.
 
-One dedicated thread owns the ``sqlite3`` connection; the event loop never touches it. Every call
-becomes an operation (a function of the connection) put on a queue and awaited through an asyncio
-future. The thread practises group commit: it drains what is queued (up to ``max_batch``), runs the
-whole batch in one transaction, a failing operation rolling back only itself and handing its exception
-to its own caller (savepoints, taken only when a write fails: see :mod:`~signaling.storage.sqlite_worker`),
-then commits once (one fsync for the batch) and only then resolves the futures: a caller's ``await``
-returns after its write is durable.
+One writer owns the ``sqlite3`` connection: by default a child process of its own
+(:mod:`~signaling.storage.sqlite_proc`, whose Python then runs beside the event loop's instead of taking
+turns with it under one interpreter lock), or a thread of this process (``writer="thread"``,
+:mod:`~signaling.storage.sqlite_worker`); the event loop never touches the connection. Every call
+becomes an operation (a module-level function of the connection, and its arguments) sent to the writer
+and awaited through an asyncio future. The writer practises group commit
+(:mod:`~signaling.storage.sqlite_batch`): it takes what is queued (up to ``max_batch``), runs the whole
+batch in one transaction, a failing operation rolling back only itself and handing its exception to its
+own caller (savepoints, taken only when a write fails), then commits once (one fsync for the batch) and
+only then answers: a caller's ``await`` returns after its write is durable.
 
-Reads go through the same queue, in order with the writes, inside the batch's transaction; they see
-every write submitted before them and are answered, like the writes, after the commit.
+Reads go to the same writer, in order with the writes, inside the batch's transaction; they see every
+write submitted before them and are answered, like the writes, after the commit.
 
 Operations run one at a time in submission order, so compare-and-set, the ``seq`` counter and "one
 live request per kind" are atomic without locks; unique indexes back them up on disk. A caller that
 stops waiting (cancelled, timed out) does not withdraw its operation: once submitted, it runs and commits.
 
-This module is the async front end. The thread is :mod:`~signaling.storage.sqlite_worker`; the operations
-are :mod:`~signaling.storage.sqlite_ops` (records, meta), :mod:`~signaling.storage.sqlite_ops_directory`
-(teams, agents, presence) and :mod:`~signaling.storage.sqlite_ops_conversations` (conversations,
-messages, requests); the schema is :mod:`~signaling.storage.sqlite_schema` and the row mapping
-:mod:`~signaling.storage.sqlite_rows`.
+This module is the async front end. The operations are :mod:`~signaling.storage.sqlite_ops` (records,
+meta), :mod:`~signaling.storage.sqlite_ops_directory` (teams, agents, presence) and
+:mod:`~signaling.storage.sqlite_ops_conversations` (conversations, messages, requests); the schema is
+:mod:`~signaling.storage.sqlite_schema` and the row mapping :mod:`~signaling.storage.sqlite_rows`.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import json
 import operator
 import sqlite3
 import time
@@ -55,6 +58,7 @@ from signaling.storage import sqlite_ops_directory as directory
 from signaling.storage import sqlite_rows as s
 from signaling.storage.base import ANY, AccessRule, AppendResult, ConversationCounts, ConversationQuery, _Any
 from signaling.storage.sqlite_ops_conversations import PREVIEW_CHARS
+from signaling.storage.sqlite_proc import SqliteProcessWorker
 from signaling.storage.sqlite_worker import SqliteWorker, WorkerStats
 
 __all__ = ["PREVIEW_CHARS", "SqliteStore", "WorkerStats"]
@@ -63,6 +67,14 @@ T = TypeVar("T")
 
 CONVERSATION_CACHE_SIZE = 50_000
 """Conversations kept in memory by the write-through cache (oldest entries go first)."""
+
+WRITERS: dict[str, type[SqliteWorker] | type[SqliteProcessWorker]] = {
+    "process": SqliteProcessWorker,
+    "thread": SqliteWorker,
+}
+"""Where the connection and its group commit run: a child process of their own (the default: the
+writer's Python then runs beside the event loop instead of taking turns with it under one interpreter
+lock), or a thread of this process (no extra process; operations need not be importable by name)."""
 
 _CONVERSATION_FIELDS = operator.attrgetter(*(f.name for f in dataclasses.fields(Conversation)))
 
@@ -76,11 +88,16 @@ def _clone(conversation: Conversation) -> Conversation:
 class SqliteStore:
     """The embedded :class:`~signaling.storage.base.Store` (see the module docstring for the design)."""
 
-    def __init__(self, path: str | Path, *, node_id: str = "local", max_batch: int = 256) -> None:
+    def __init__(
+        self, path: str | Path, *, node_id: str = "local", max_batch: int = 256, writer: str = "process"
+    ) -> None:
+        if writer not in WRITERS:
+            raise ValueError(f"writer must be one of {sorted(WRITERS)}, not {writer!r}")
         self.path = str(path)
         self.node_id = node_id
         self.max_batch = max_batch
-        self._worker: SqliteWorker | None = None
+        self.writer = writer
+        self._worker: SqliteWorker | SqliteProcessWorker | None = None
         self._locks: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
         self._conversations: dict[str, Conversation] = {}
 
@@ -97,13 +114,14 @@ class SqliteStore:
 
     @property
     def stats(self) -> WorkerStats:
-        """Batch counters of the running thread (zeros when closed)."""
+        """Batch counters of the running writer (zeros when closed; the writer process's as of its last
+        answer)."""
         return self._worker.stats if self._worker else WorkerStats()
 
     def _submit(self, fn: Callable[..., T], *args: Any, write: bool) -> asyncio.Future[T]:
         if self._worker is None:
             raise Unavailable("the store is not open")
-        return self._worker.submit(lambda conn: fn(conn, *args), write=write)
+        return self._worker.submit(fn, args, write=write)
 
     async def _read(self, fn: Callable[..., T], *args: Any) -> T:
         return await self._submit(fn, *args, write=False)
@@ -117,18 +135,18 @@ class SqliteStore:
         """Open the file, migrate it, and clear presence left by this node's previous run."""
         if self._worker is not None:
             return
-        worker = SqliteWorker(self.path, self.node_id, self.max_batch)
+        worker = WRITERS[self.writer](self.path, self.node_id, self.max_batch)
         await worker.start()
         self._worker = worker
 
     async def close(self) -> None:
-        """Commit everything submitted so far, then stop the thread and close the file."""
+        """Commit everything submitted so far, then stop the writer and close the file."""
         worker, self._worker = self._worker, None
         if worker is not None:
             await worker.stop()
 
     async def ping(self) -> bool:
-        """True when the thread answers ``SELECT 1`` within 5 seconds."""
+        """True when the writer answers ``SELECT 1`` within 5 seconds."""
         if self._worker is None:
             return False
         try:
@@ -251,8 +269,8 @@ class SqliteStore:
 
     # -- conversations --------------------------------------------------------------------------------
 
-    # Conversations are read on every event (access checks) and this process is the file's only writer,
-    # so a write-through cache answers ``get_conversation`` without a trip to the writer thread. Every
+    # Conversations are read on every event (access checks) and this store is the file's only writer,
+    # so a write-through cache answers ``get_conversation`` without a trip to the writer. Every
     # call that returns a conversation refreshes it, in the order the operations ran (futures resolve,
     # and their tasks resume, in queue order); callers get copies, since services mutate what they get.
 
@@ -307,7 +325,22 @@ class SqliteStore:
     async def append_message(self, message: Message, access: AccessRule | None = None) -> AppendResult:
         """Store with the next ``seq`` and update the counters; idempotent on ``client_id``; with
         ``access``, refused (``NotFound``) unless the conversation passes it, in the writer's transaction."""
-        result = await self._write(conversations.append_message, message, access)
+        created_at = s.utc(message.created_at)
+        at = s.ts(created_at)
+        data = s.to_json(message.data) if message.data else "{}"
+        rule = None if access is None else (tuple(sorted(access.team_ids)), access.assignee_id, access.everyone)
+        out = await self._write(conversations.append_row, s.message_row(message, 0, data, at), rule)
+        if isinstance(out, AppendResult):  # a replay
+            result = out
+        else:
+            seq, values = out
+            # The stored record as a read would return it: UTC time, data as JSON gives it back.
+            stored = s.clone_message(message)
+            stored.seq = seq
+            stored.author = s.clone_author(message.author)
+            stored.data = json.loads(data) if message.data else {}
+            stored.created_at = created_at
+            result = AppendResult(stored, True, s.conversation_from_values(values, (at, created_at)))
         self._remember(result.conversation)
         return result
 

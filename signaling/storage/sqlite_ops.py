@@ -1,7 +1,7 @@
 """SQL operations of the SQLite store: plain functions of a ``sqlite3`` connection.
 
-They run in the writer thread (:mod:`signaling.storage.sqlite_worker`), inside a batch transaction,
-one ``SAVEPOINT`` each, so they neither begin nor commit. This module holds the generic record helpers
+They run in the store's writer (:mod:`signaling.storage.sqlite_batch`), inside a batch transaction, so
+they neither begin nor commit; they are module-level functions, which the writer process imports by name. This module holds the generic record helpers
 and the meta table; :mod:`~signaling.storage.sqlite_ops_directory` and
 :mod:`~signaling.storage.sqlite_ops_conversations` build on them.
 

@@ -1,6 +1,6 @@
 """SQL operations of the SQLite store for conversations, their messages and their requests.
 
-Plain functions of a ``sqlite3`` connection, run in the writer thread inside a batch transaction
+Plain functions of a ``sqlite3`` connection, run in the store's writer inside a batch transaction
 (see :mod:`signaling.storage.sqlite_ops`). Operations run one at a time, so the ``seq`` counter, the
 compare-and-set updates and "one live request per kind" are atomic without locks.
 """
@@ -12,7 +12,7 @@ from datetime import datetime
 from typing import Any
 
 from signaling.domain.errors import Conflict, Invalid, NotFound
-from signaling.domain.models import Conversation, Message, Request
+from signaling.domain.models import Author, Conversation, Message, Request
 from signaling.storage import sqlite_rows as s
 from signaling.storage.base import (
     LIVE_REQUEST_STATES,
@@ -148,46 +148,60 @@ _RETURNING = f" RETURNING {s.CONVERSATION_COLUMNS}"
 _MESSAGE_INSERT = "INSERT INTO messages VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 
 
-def append_message(conn: Conn, m: Message, access: AccessRule | None = None) -> AppendResult:
-    """Store with the next ``seq`` and update the counters; idempotent on ``client_id``. With ``access``,
-    the conversation must pass it (``NotFound`` otherwise, nothing written).
+def append_row(
+    conn: Conn, row: tuple[Any, ...], rule: tuple[tuple[str, ...], str | None, bool] | None = None
+) -> tuple[int, tuple[Any, ...]] | AppendResult:
+    """Store the message of ``row`` (:func:`~signaling.storage.sqlite_rows.message_row`, its seq left 0)
+    with the next ``seq`` and update the counters; idempotent on ``client_id``. With ``rule`` (an
+    :class:`AccessRule` as ``(team_ids, assignee_id, everyone)``) the conversation must pass it
+    (``NotFound`` otherwise, nothing written).
+
+    A new message returns ``(seq, the conversation's row after the append)``: plain values, so that
+    crossing to the writer process and back costs little (the store builds the records); a replay
+    returns the stored message and the conversation as an :class:`AppendResult`.
 
     A new message costs two statements: the ``UPDATE ... RETURNING`` that takes the seq, checks the
     access rule and that the client_id is new in its ``WHERE``, then the ``INSERT``. When the ``UPDATE``
     matches nothing, a read tells a replay (answered with the stored message, access checked) from a
     refusal or a missing conversation."""
+    access = None if rule is None else AccessRule(frozenset(rule[0]), rule[1], rule[2])
     where, where_params = _access_where(access)
-    created_at = s.utc(m.created_at)
-    at = s.ts(created_at)
-    visible = m.kind != "note"
+    conversation_id, client_id, kind, at = row[1], row[3], row[7], row[10]
+    visible = kind != "note"
     params: tuple[Any, ...] = (
         at,
-        1 if m.author.kind == "customer" else 0,
+        1 if row[4] == "customer" else 0,
         visible,
         at,
         visible,
-        m.body[:PREVIEW_CHARS],
-        m.conversation_id,
+        row[8][:PREVIEW_CHARS],
+        conversation_id,
         *where_params,
     )
     sql = _APPEND_SET + where
-    if m.client_id:
+    if client_id:
         sql += _NEW_CLIENT_ID
-        params += (m.conversation_id, m.client_id)
-    row = conn.execute(sql + _RETURNING, params).fetchone()
-    if row is None:
-        return _append_refused(conn, m, access)
-    conversation = s.conversation_from_values(row, (at, created_at))
-    seq = conversation.last_seq
-    data = s.to_json(m.data) if m.data else "{}"
-    conn.execute(_MESSAGE_INSERT, s.message_row(m, seq, data, at))
-    # The stored record as a read would return it: UTC time, data as JSON gives it back.
-    stored = s.clone_message(m)
-    stored.seq = seq
-    stored.author = s.clone_author(m.author)
-    stored.data = json.loads(data) if m.data else {}
-    stored.created_at = created_at
-    return AppendResult(message=stored, created=True, conversation=conversation)
+        params += (conversation_id, client_id)
+    found = conn.execute(sql + _RETURNING, params).fetchone()
+    if found is None:
+        return _append_refused(conn, _message_of(row), access)
+    values = tuple(found)
+    seq = values[7]  # last_seq
+    conn.execute(_MESSAGE_INSERT, (*row[:2], seq, *row[3:]))
+    return seq, values
+
+
+def _message_of(row: tuple[Any, ...]) -> Message:
+    return Message(
+        id=row[0],
+        conversation_id=row[1],
+        seq=0,
+        client_id=row[3] or "",
+        author=Author(row[4], row[5], row[6]),
+        kind=row[7],
+        body=row[8],
+        data=json.loads(row[9]),
+    )
 
 
 def _append_refused(conn: Conn, m: Message, access: AccessRule | None) -> AppendResult:

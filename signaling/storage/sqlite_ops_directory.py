@@ -1,6 +1,6 @@
 """SQL operations of the SQLite store for the directory: teams, agents and presence.
 
-Plain functions of a ``sqlite3`` connection, run in the writer thread inside a batch transaction
+Plain functions of a ``sqlite3`` connection, run in the store's writer inside a batch transaction
 (see :mod:`signaling.storage.sqlite_ops`). Names and emails are unique case-insensitively, through
 their folded ``*_key`` columns.
 """

@@ -42,11 +42,21 @@ StoreFactory = Callable[[pytest.FixtureRequest, Path], MakeStore]
 
 
 def sqlite_factory(request: pytest.FixtureRequest, workdir: Path) -> MakeStore:
-    """SQLite on one file in the test's tmp dir."""
+    """SQLite on one file in the test's tmp dir, its writer a process of its own (the default)."""
     path = workdir / "store.sqlite3"
 
     def make(node_id: str = "local") -> Store:
         return SqliteStore(path, node_id=node_id)
+
+    return make
+
+
+def sqlite_thread_factory(request: pytest.FixtureRequest, workdir: Path) -> MakeStore:
+    """SQLite on one file in the test's tmp dir, its writer a thread of the test's process."""
+    path = workdir / "store.sqlite3"
+
+    def make(node_id: str = "local") -> Store:
+        return SqliteStore(path, node_id=node_id, writer="thread")
 
     return make
 
@@ -65,7 +75,11 @@ def redis_factory(request: pytest.FixtureRequest, workdir: Path) -> MakeStore:
 
 
 #: name -> factory; the ``store`` fixtures are parametrized over these keys.
-STORE_FACTORIES: dict[str, StoreFactory] = {"sqlite": sqlite_factory, "redis": redis_factory}
+STORE_FACTORIES: dict[str, StoreFactory] = {
+    "sqlite": sqlite_factory,
+    "sqlite-thread": sqlite_thread_factory,
+    "redis": redis_factory,
+}
 
 #: A fixed instant tests build times from, so ordering assertions never depend on the clock.
 T0 = datetime(2026, 3, 1, 12, 0, 0, tzinfo=UTC)
@@ -187,8 +201,9 @@ class Seed:
 
 @pytest.fixture
 async def sqlite_store(tmp_path: Path) -> AsyncIterator[SqliteStore]:
-    """An opened SqliteStore on a fresh file (the SQLite-only tests)."""
-    store = SqliteStore(tmp_path / "s.sqlite3")
+    """An opened SqliteStore on a fresh file, its writer a thread (the SQLite-only tests that hold the writer
+    or hand it functions of their own; the batches run the same code in the writer process)."""
+    store = SqliteStore(tmp_path / "s.sqlite3", writer="thread")
     await store.open()
     yield store
     await store.close()

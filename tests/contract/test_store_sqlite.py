@@ -189,7 +189,7 @@ async def test_queued_writes_share_one_commit(sqlite_store: SqliteStore) -> None
 
 async def test_batches_are_capped_at_max_batch(tmp_path: Path) -> None:
     """With max_batch=4, ten queued operations run as three transactions, in order."""
-    store = SqliteStore(tmp_path / "b.sqlite3", max_batch=4)
+    store = SqliteStore(tmp_path / "b.sqlite3", max_batch=4, writer="thread")
     await store.open()
     try:
         gate = Gate(store)

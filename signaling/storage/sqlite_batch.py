@@ -1,0 +1,198 @@
+"""The SQLite store's batches: the connection, and one transaction run and committed for many operations.
+
+Group commit: the writer (a thread of the store's process, :mod:`~signaling.storage.sqlite_worker`, or
+a process of its own, :mod:`~signaling.storage.sqlite_writer`) drains what is queued (up to
+``max_batch``), runs the whole batch in one transaction, commits once (one fsync for the batch) and
+only then hands the outcomes back. A job once queued runs and commits even if its caller stops waiting.
+
+A failing job rolls back only itself and hands its exception to its own caller. Savepoints give that,
+but cost two statements per job, so a batch first runs without them; if a write job fails (the rare
+case), everything the batch did is rolled back and the batch runs again from its start with a
+``SAVEPOINT`` around each write. Jobs are functions of the connection and of their arguments only, so
+the second run does what the first did, and a job's effects are committed once.
+
+This module imports no event loop: the writer process loads it, the operations and nothing else.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import sqlite3
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from signaling.domain.errors import Conflict, NotFound, Unavailable
+from signaling.storage import sqlite_schema as s
+
+log = logging.getLogger("signaling.storage.sqlite")  # one logger name for the whole SQLite store
+
+
+@dataclass(slots=True)
+class WorkerStats:
+    """Counters of the writer thread (read them for benchmarks and tests; written by the thread only)."""
+
+    batches: int = 0
+    """Transactions run (each one commit)."""
+    operations: int = 0
+    """Operations run, failed ones included."""
+    reruns: int = 0
+    """Batches run a second time, with a savepoint per write, because a write failed in the first run."""
+
+
+@dataclass(slots=True)
+class Job:
+    """One operation: ``fn(conn, *args)``; ``write``: it may write (its batch takes the write lock);
+    ``ref``: whom its outcome goes to (the thread: its loop and future; the writer process: a number)."""
+
+    fn: Callable[..., Any]
+    args: tuple[Any, ...]
+    write: bool
+    ref: Any
+
+
+Outcome = tuple[Any, Any, BaseException | None]
+"""A job's ``ref``, its result, and the exception it raised (None when it succeeded)."""
+
+def _fold(value: str | None) -> str | None:
+    """SQL ``fold(x)``: Unicode case folding (SQLite's own ``lower``/``LIKE`` fold ASCII only)."""
+    return value.casefold() if isinstance(value, str) else value
+
+
+def _map_error(exc: Exception) -> Exception:
+    """Constraint violations become domain errors; anything else goes to the caller unchanged."""
+    if isinstance(exc, sqlite3.IntegrityError):
+        text = str(exc)
+        if "FOREIGN KEY" in text:
+            return NotFound("a record it refers to does not exist")
+        if "UNIQUE" in text or "PRIMARY KEY" in text:
+            return Conflict("a record with that key exists")
+    return exc
+
+
+def open_connection(path: str, node_id: str | None) -> sqlite3.Connection:
+    """The store's connection: WAL, ``synchronous=FULL``, foreign keys, ``fold()``; the file migrated and
+    (with ``node_id``) that node's presence from its previous run cleared."""
+    conn = sqlite3.connect(path, isolation_level=None, check_same_thread=True)
+    try:
+        conn.row_factory = sqlite3.Row
+        conn.execute("PRAGMA busy_timeout = 5000")
+        mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+        if mode != "wal" and path != ":memory:":
+            raise Unavailable(f"SQLite refused WAL mode (got {mode!r})")
+        conn.execute("PRAGMA synchronous = FULL")
+        conn.execute("PRAGMA foreign_keys = ON")
+        conn.create_function("fold", 1, _fold, deterministic=True)
+        s.migrate(conn)
+        if node_id is not None:
+            conn.execute("DELETE FROM presence WHERE node_id = ?", (node_id,))  # stale: our previous run
+    except BaseException:
+        conn.close()
+        raise
+    return conn
+
+
+def run_batch(conn: sqlite3.Connection, batch: list[Job], stats: WorkerStats) -> list[Outcome]:
+    """Run ``batch`` in one transaction and commit it once; every job's outcome, in order. A job that
+    fails hands its exception to its own caller and leaves no trace; when the batch cannot commit (or a
+    bug breaks it), every job gets ``Unavailable`` and nothing of the batch is kept."""
+    try:
+        return _run_batch(conn, batch, stats)
+    except Exception as exc:  # a bug or a dead connection: never leave a caller hanging
+        log.exception("sqlite: batch failed")
+        if conn.in_transaction:
+            with contextlib.suppress(sqlite3.Error):
+                conn.execute("ROLLBACK")
+        failed = Unavailable(f"the store failed: {exc}")
+        return [(job.ref, None, failed) for job in batch]
+
+
+def _run_batch(conn: sqlite3.Connection, batch: list[Job], stats: WorkerStats) -> list[Outcome]:
+    stats.batches += 1
+    stats.operations += len(batch)
+    begin = "BEGIN IMMEDIATE" if any(job.write for job in batch) else "BEGIN"
+    try:
+        conn.execute(begin)
+    except sqlite3.Error as exc:
+        log.error("sqlite: cannot begin a transaction: %s", exc)
+        return [(job.ref, None, Unavailable(str(exc))) for job in batch]
+    outcomes, broken = _run_plain(conn, batch)
+    if outcomes is None and broken is None:
+        # A write failed: only a savepoint per operation undoes it alone. Everything ran so far is
+        # rolled back and the batch runs again from its start, each write in its own savepoint
+        # (operations are functions of the connection: a second run does what the first did).
+        stats.reruns += 1
+        try:
+            conn.execute("ROLLBACK")
+            conn.execute(begin)
+        except sqlite3.Error as exc:
+            broken = exc
+        else:
+            outcomes, broken = _run_with_savepoints(conn, batch)
+    if broken is None:
+        try:
+            conn.execute("COMMIT")
+        except sqlite3.Error as exc:
+            broken = exc
+    if broken is not None or outcomes is None:
+        log.error("sqlite: batch of %d lost: %s", len(batch), broken)
+        if conn.in_transaction:
+            with contextlib.suppress(sqlite3.Error):
+                conn.execute("ROLLBACK")
+        failed = Unavailable(f"the store could not commit: {broken}")
+        return [(job.ref, None, failed) for job in batch]
+    return outcomes
+
+
+def _run_plain(conn: sqlite3.Connection, batch: list[Job]) -> tuple[list[Outcome] | None, Exception | None]:
+    """Run the batch's operations without savepoints (two statements fewer per write). Their outcomes;
+    ``(None, None)`` as soon as a write fails (what it wrote cannot be undone alone: the caller runs the
+    batch again with savepoints); ``(None, error)`` when SQLite gave up the transaction."""
+    outcomes: list[Outcome] = []
+    for job in batch:
+        try:
+            result = job.fn(conn, *job.args)
+        except Exception as exc:
+            if not conn.in_transaction:  # SQLite rolled the whole transaction back (I/O error, full disk)
+                return None, exc
+            if job.write:
+                return None, None
+            outcomes.append((job.ref, None, _map_error(exc)))
+        else:
+            outcomes.append((job.ref, result, None))
+    return outcomes, None
+
+
+def _run_with_savepoints(
+    conn: sqlite3.Connection, batch: list[Job]
+) -> tuple[list[Outcome] | None, Exception | None]:
+    """Run the batch's operations, each write inside a ``SAVEPOINT`` so that a failing one rolls back
+    only itself and hands its exception to its own caller. Their outcomes, or ``(None, error)`` when
+    SQLite gave up the whole transaction."""
+    outcomes: list[Outcome] = []
+    for job in batch:
+        if not job.write:  # a read changes nothing: no savepoint to take, nothing to roll back
+            try:
+                outcomes.append((job.ref, job.fn(conn, *job.args), None))
+            except Exception as exc:
+                if not conn.in_transaction:
+                    return None, exc
+                outcomes.append((job.ref, None, _map_error(exc)))
+            continue
+        conn.execute("SAVEPOINT op")
+        try:
+            result = job.fn(conn, *job.args)
+        except Exception as exc:
+            outcomes.append((job.ref, None, _map_error(exc)))
+            try:
+                conn.execute("ROLLBACK TO op")
+                conn.execute("RELEASE op")
+            except sqlite3.Error as rollback_exc:  # SQLite gave up the whole transaction (I/O, full disk)
+                return None, rollback_exc
+        else:
+            conn.execute("RELEASE op")
+            outcomes.append((job.ref, result, None))
+    return outcomes, None
+
+
