@@ -4,7 +4,8 @@
 (``bench/signalling/ours_server.py``) from each source tree given (default: this repository; a second
 ``git worktree`` is the "before" of an A/B), sets up ``--pairs`` 1:1 conversations with the Node load
 generator, and runs the closed loop ``--rounds`` times per tree, trees alternated, printing msg/s, the
-server's CPU per message (all threads) and the event loop thread's. With ``--pyspy OUT``, ``py-spy``
+server's CPU per message (all threads, and the SQLite writer process) and the event loop thread's.
+``--writer process --writer thread`` alternates the two SQLite writers (``RTC_SQLITE_WRITER``) too. With ``--pyspy OUT``, ``py-spy``
 samples the first tree's server during one extra closed loop (raw folded stacks with thread ids, to OUT).
 """
 
@@ -43,7 +44,9 @@ class PrivateLoadGen(LoadGen):
         )
 
 
-def start(tree: Path, tmp: Path, pairs: int, log_dir: Path, cprofile: str = "") -> tuple[Server, LoadGen]:
+def start(
+    tree: Path, tmp: Path, pairs: int, log_dir: Path, cprofile: str = "", writer: str = ""
+) -> tuple[Server, LoadGen]:
     seed_path = tmp / "seed.json"
     prof = ["-m", "cProfile", "-o", cprofile] if cprofile else []
     server = Server(
@@ -63,7 +66,7 @@ def start(tree: Path, tmp: Path, pairs: int, log_dir: Path, cprofile: str = "") 
             str(seed_path),
         ],
         cwd=tree,
-        env={"PYTHONPATH": str(tree)},
+        env={"PYTHONPATH": str(tree), **({"RTC_SQLITE_WRITER": writer} if writer else {})},
     )
     server.start(log_dir)
     gen = PrivateLoadGen(log_dir)
@@ -101,11 +104,15 @@ def main() -> None:
     parser.add_argument("--pairs", type=int, default=50)
     parser.add_argument("--seconds", type=float, default=3.0)
     parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument(
+        "--writer", action="append", default=[], help="an SQLite writer (process, thread; repeatable: alternated)"
+    )
     parser.add_argument("--pyspy", default="", help="write a py-spy raw profile of the first tree here")
     parser.add_argument("--cprofile", default="", help="write a cProfile of the first tree's server here")
     args = parser.parse_args()
     trees = [Path(t).resolve() for t in args.tree] or [REPO]
-    results: dict[str, list[dict[str, Any]]] = {str(t): [] for t in trees}
+    variants = [(tree, writer) for tree in trees for writer in (args.writer or [""])]
+    results: dict[str, list[dict[str, Any]]] = {_label(t, w): [] for t, w in variants}
     with tempfile.TemporaryDirectory(prefix="loopcpu-") as tmp_s:
         tmp = Path(tmp_s)
         log_dir = tmp / "logs"
@@ -151,10 +158,12 @@ def main() -> None:
                 gen.stop()
                 server.stop()
         for round_no in range(args.rounds):
-            for i, tree in enumerate(trees):
+            for i, (tree, writer) in enumerate(variants):
+                label = _label(tree, writer)
                 for attempt in range(3):  # a set-up can fail on a machine other runs overload: retry it
                     try:
-                        server, gen = start(tree, tmp / f"r{round_no}-{i}-{attempt}", args.pairs, log_dir)
+                        workdir = tmp / f"r{round_no}-{i}-{attempt}"
+                        server, gen = start(tree, workdir, args.pairs, log_dir, writer=writer)
                         break
                     except RuntimeError:
                         if attempt == 2:
@@ -164,9 +173,9 @@ def main() -> None:
                 finally:
                     gen.stop()
                     server.stop()
-                results[str(tree)].append(r)
+                results[label].append(r)
                 print(
-                    f"round {round_no} {tree}: {r['msg_per_s']:.0f} msg/s, {r['cpu_us']:.0f} us/msg total, "
+                    f"round {round_no} {label}: {r['msg_per_s']:.0f} msg/s, {r['cpu_us']:.0f} us/msg total, "
                     f"{r['loop_us']:.0f} us/msg on the loop (others {r['others_cores']:.2f} cores,"
                     f" failed {r['failed']})",
                     flush=True,
@@ -178,6 +187,10 @@ def main() -> None:
                 f"({', '.join(format(r['loop_us'], '.0f') for r in rs)}), total "
                 f"{statistics.mean(r['cpu_us'] for r in rs):.0f} us/msg"
             )
+
+
+def _label(tree: Path, writer: str) -> str:
+    return f"{tree} ({writer} writer)" if writer else str(tree)
 
 
 if __name__ == "__main__":

@@ -19,6 +19,7 @@ import base64
 import hashlib
 import json
 import logging
+import os
 import secrets
 import sys
 from dataclasses import replace
@@ -132,6 +133,7 @@ async def serve(args: argparse.Namespace) -> None:
         node_id=args.node_id,
         media=False,
         log_level="warning",
+        sqlite_writer=os.environ.get("RTC_SQLITE_WRITER", Config.sqlite_writer),  # A/B: bench.loopcpu --writer
     )
     if args.seed_out:
         info = await seed(config, args.pairs, args.fan_agents)

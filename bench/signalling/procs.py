@@ -21,12 +21,41 @@ CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 REPO = Path(__file__).resolve().parents[2]
 
 
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time of a process, all its threads included (``/proc/<pid>/stat``)."""
-    with open(f"/proc/{pid}/stat") as fh:
-        raw = fh.read()
+def descendants(pid: int) -> list[int]:
+    """The live child processes of ``pid``, and theirs (``/proc/<pid>/task/*/children``)."""
+    out: list[int] = []
+    todo = [pid]
+    while todo:
+        parent = todo.pop()
+        try:
+            tids = os.listdir(f"/proc/{parent}/task")
+        except FileNotFoundError:
+            continue
+        for tid in tids:
+            try:
+                with open(f"/proc/{parent}/task/{tid}/children") as fh:
+                    children = [int(c) for c in fh.read().split()]
+            except FileNotFoundError:
+                continue
+            out += children
+            todo += children
+    return out
+
+
+def _own_cpu_seconds(pid: int) -> float:
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            raw = fh.read()
+    except FileNotFoundError:  # ended meanwhile
+        return 0.0
     fields = raw[raw.rindex(")") + 2 :].split()
     return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS  # utime, stime (fields 14 and 15)
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process, all its threads included (``/proc/<pid>/stat``), plus that of
+    its live descendants (our server's SQLite writer process)."""
+    return _own_cpu_seconds(pid) + sum(_own_cpu_seconds(child) for child in descendants(pid))
 
 
 def thread_cpu_seconds(pid: int, tid: int) -> float:

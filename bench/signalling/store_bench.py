@@ -4,8 +4,9 @@
 by default this checkout, so another checkout can be measured against the same load generator), sets up
 ``--pairs`` 1:1 conversations with the Node load generator and runs the closed loop ``--rounds`` times;
 each round prints the server's CPU per message for every thread (``/proc/<pid>/task/*/stat``: the event
-loop's thread, then the others, the SQLite writer normally first), and the writer's batches per round
-(``/__bench/stats``), i.e. the mean group-commit size.
+loop's thread, then the others, the SQLite writer normally first: the writer process's threads are
+marked ``process``; ``RTC_SQLITE_WRITER=thread`` measures the writer thread instead), and the writer's
+batches per round (``/__bench/stats``), i.e. the mean group-commit size.
 
 ``direct`` drives a real :class:`~signaling.storage.sqlite.SqliteStore` from an asyncio loop the way
 the hub does (``--pairs`` conversations, each appending its next message once the previous one is
@@ -31,26 +32,42 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-from bench.signalling.procs import CLOCK_TICKS, REPO, LoadGen, Server, machine_busy_seconds, python, settle
+from bench.signalling.procs import (
+    CLOCK_TICKS,
+    REPO,
+    LoadGen,
+    Server,
+    descendants,
+    machine_busy_seconds,
+    python,
+    settle,
+)
 
 Sample = dict[int, tuple[str, float, int]]
 
 
 def thread_times(pid: int) -> Sample:
-    """CPU seconds (user + system) and context switches (voluntary + not) of every thread of ``pid``,
-    with its name, by thread id."""
+    """CPU seconds (user + system) and context switches (voluntary + not) of every thread of ``pid`` and
+    of its child processes (the SQLite writer process), with its name, by thread id."""
     out: Sample = {}
-    for tid in os.listdir(f"/proc/{pid}/task"):
+    for proc in (pid, *descendants(pid)):
         try:
-            with open(f"/proc/{pid}/task/{tid}/stat") as fh:
-                raw = fh.read()
-            with open(f"/proc/{pid}/task/{tid}/status") as fh:
-                switches = sum(int(line.split()[1]) for line in fh if "ctxt_switches:" in line)
-        except FileNotFoundError:  # the thread ended meanwhile
+            tids = os.listdir(f"/proc/{proc}/task")
+        except FileNotFoundError:
             continue
-        name = raw[raw.index("(") + 1 : raw.rindex(")")]
-        fields = raw[raw.rindex(")") + 2 :].split()
-        out[int(tid)] = (name, (int(fields[11]) + int(fields[12])) / CLOCK_TICKS, switches)
+        for tid in tids:
+            try:
+                with open(f"/proc/{proc}/task/{tid}/stat") as fh:
+                    raw = fh.read()
+                with open(f"/proc/{proc}/task/{tid}/status") as fh:
+                    switches = sum(int(line.split()[1]) for line in fh if "ctxt_switches:" in line)
+            except FileNotFoundError:  # the thread ended meanwhile
+                continue
+            name = raw[raw.index("(") + 1 : raw.rindex(")")]
+            if proc != pid:
+                name = f"process {name}"
+            fields = raw[raw.rindex(")") + 2 :].split()
+            out[int(tid)] = (name, (int(fields[11]) + int(fields[12])) / CLOCK_TICKS, switches)
     return out
 
 
