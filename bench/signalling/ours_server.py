@@ -133,7 +133,7 @@ async def serve(args: argparse.Namespace) -> None:
         node_id=args.node_id,
         media=False,
         log_level="warning",
-        sqlite_writer=os.environ.get("RTC_SQLITE_WRITER", Config.sqlite_writer),  # A/B: bench.loopcpu --writer
+        sqlite_writer=os.environ.get("RTC_SQLITE_WRITER") or Config().sqlite_writer,  # A/B: bench.loopcpu --writer
     )
     if args.seed_out:
         info = await seed(config, args.pairs, args.fan_agents)
