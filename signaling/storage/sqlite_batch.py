@@ -25,6 +25,7 @@ from typing import Any
 
 from signaling.domain.errors import Conflict, NotFound, Unavailable
 from signaling.storage import sqlite_schema as s
+from signaling.storage.sqlite_checkpoint import FALLBACK_PAGES
 
 log = logging.getLogger("signaling.storage.sqlite")  # one logger name for the whole SQLite store
 
@@ -82,6 +83,7 @@ def open_connection(path: str, node_id: str | None) -> sqlite3.Connection:
         if mode != "wal" and path != ":memory:":
             raise Unavailable(f"SQLite refused WAL mode (got {mode!r})")
         conn.execute("PRAGMA synchronous = FULL")
+        conn.execute(f"PRAGMA wal_autocheckpoint = {FALLBACK_PAGES}")  # the checkpointer's thread copies it back
         conn.execute("PRAGMA foreign_keys = ON")
         conn.create_function("fold", 1, _fold, deterministic=True)
         s.migrate(conn)

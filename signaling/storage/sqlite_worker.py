@@ -20,6 +20,7 @@ from typing import Any, TypeVar
 
 from signaling.domain.errors import Unavailable
 from signaling.storage.sqlite_batch import Job, Outcome, WorkerStats, open_connection, run_batch
+from signaling.storage.sqlite_checkpoint import Checkpointer
 
 __all__ = ["Job", "Outcome", "SqliteWorker", "WorkerStats"]
 
@@ -105,6 +106,8 @@ class SqliteWorker:
             _deliver([((loop, ready), None, exc)])
             return
         _deliver([((loop, ready), None, None)])
+        checkpointer = Checkpointer(self._path)
+        checkpointer.start()
         stop: _Stop | None = None
         try:
             while stop is None:
@@ -124,6 +127,7 @@ class SqliteWorker:
                 if batch:
                     _deliver(run_batch(conn, batch, self.stats))
         finally:
+            checkpointer.stop()
             conn.close()
             leftovers: list[Outcome] = []
             while True:  # submitted after the stop: refuse rather than leave callers hanging

@@ -33,6 +33,7 @@ from typing import Any
 from signaling.domain.errors import Unavailable
 from signaling.storage import sqlite_ops, sqlite_ops_conversations, sqlite_ops_directory  # noqa: F401
 from signaling.storage.sqlite_batch import Job, Outcome, WorkerStats, open_connection, run_batch
+from signaling.storage.sqlite_checkpoint import Checkpointer
 
 HEADER = struct.Struct("<I")
 STOP = "stop"
@@ -77,6 +78,8 @@ def serve(sock: socket.socket, path: str, node_id: str, max_batch: int) -> None:
         _send(sock, ("ready", _portable(0, None, exc)[2]))
         return
     _send(sock, ("ready", None))
+    checkpointer = Checkpointer(path)
+    checkpointer.start()
     stats = WorkerStats()
     frames = Frames()
     jobs: collections.deque[Job] = collections.deque()
@@ -107,6 +110,7 @@ def serve(sock: socket.socket, path: str, node_id: str, max_batch: int) -> None:
             elif ending:
                 break
     finally:
+        checkpointer.stop()
         conn.close()
     if stop:
         _send(sock, ("stopped",))
