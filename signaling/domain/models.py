@@ -87,8 +87,7 @@ class IdPool:
         self._batch = batch
         self._chars = ""
         self._pos = 0
-        ref = weakref.ref(self)
-        os.register_at_fork(after_in_child=lambda: _forget(ref))
+        _POOLS.add(self)
 
     def new(self, prefix: str) -> str:
         """An id ``<prefix>_<16 random base64url characters>``, as :func:`new_id`."""
@@ -100,11 +99,17 @@ class IdPool:
         return f"{prefix}_{self._chars[pos : pos + 16]}"
 
 
-def _forget(ref: weakref.ref[IdPool]) -> None:
-    pool = ref()
-    if pool is not None:
+_POOLS: weakref.WeakSet[IdPool] = weakref.WeakSet()
+"""Every live pool: one at-fork hook empties them all (a hook per pool would outlive its pool)."""
+
+
+def _forget_all() -> None:
+    for pool in list(_POOLS):
         pool._chars = ""
         pool._pos = 0
+
+
+os.register_at_fork(after_in_child=_forget_all)
 
 
 @dataclass(slots=True)

@@ -49,3 +49,18 @@ def test_forked_child_does_not_repeat_parent_ids() -> None:
     parent = [pool.new("msg") for _ in range(5)]
     assert len(child) == 5
     assert not set(child) & set(parent)
+
+
+def test_pools_share_one_fork_hook_and_are_not_kept_alive() -> None:
+    """Pools come and go (one per app): none is kept alive by the fork hook, so the set of pools to
+    empty after a fork holds the live ones only."""
+    import gc
+
+    from signaling.domain import models
+
+    before = len(models._POOLS)
+    pools = [IdPool() for _ in range(50)]
+    assert len(models._POOLS) == before + 50
+    del pools
+    gc.collect()
+    assert len(models._POOLS) == before
