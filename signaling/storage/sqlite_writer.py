@@ -37,6 +37,9 @@ from signaling.storage.sqlite_checkpoint import Checkpointer
 
 HEADER = struct.Struct("<I")
 STOP = "stop"
+RECV_BYTES = 65536
+"""Read size: ``recv`` allocates this much each call, and past glibc's 128 KB threshold that is an
+``mmap`` and ``munmap`` per read (28 us a read against 4 us at 64 KB, measured on a socketpair)."""
 TERM_GRACE_S = 10
 """After SIGTERM the writer keeps serving this long (the server's own shutdown writes), then exits."""
 
@@ -120,7 +123,7 @@ def serve(sock: socket.socket, path: str, node_id: str, max_batch: int) -> None:
 def _receive(sock: socket.socket, *, block: bool) -> bytes | None:
     """What has arrived (waiting for something when ``block``): b"" when nothing, None at end-of-file."""
     try:
-        data = sock.recv(1 << 20) if block else sock.recv(1 << 20, socket.MSG_DONTWAIT)
+        data = sock.recv(RECV_BYTES) if block else sock.recv(RECV_BYTES, socket.MSG_DONTWAIT)
     except BlockingIOError:
         return b""
     except OSError:
