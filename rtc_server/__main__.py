@@ -72,7 +72,7 @@ def setup_logging(config: Config) -> None:
 def serve(config: Config) -> None:
     from aiohttp import web
 
-    from rtc_server.app import create_app
+    from rtc_server.app import create_app, freeze_startup_heap
 
     setup_logging(config)
     try:
@@ -82,6 +82,7 @@ def serve(config: Config) -> None:
     except ImportError:
         pass
     app = create_app(config)
+    app.on_startup.append(freeze_startup_heap)
     print(f"rtc-server listening on http://{config.host}:{config.port}  (store: {config.store_url})",
           flush=True)
     web.run_app(app, host=config.host, port=config.port, print=None, access_log=None)

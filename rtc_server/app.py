@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import secrets
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -73,6 +74,17 @@ def make_sio(config: Config) -> socketio.AsyncServer:
         logger=False,
         engineio_logger=False,
     )
+
+
+async def freeze_startup_heap(app: web.Application) -> None:
+    """An ``on_startup`` hook for a server process (``rtc-server serve``), last of all: what was built to
+    start (modules, classes, the app, the services) lives as long as the process, so it is collected
+    once and frozen out of the garbage collector's full collections, which otherwise walk all of it each
+    time: in the bench server, whose start-up makes ~80,000 of its objects, a full collection while
+    serving took 38-45 ms before and 1-5 ms after (the event loop stands still meanwhile). Not for tests,
+    whose many apps in one process would all be kept."""
+    gc.collect()
+    gc.freeze()
 
 
 def create_app(config: Config) -> web.Application:

@@ -143,6 +143,8 @@ async def serve(args: argparse.Namespace) -> None:
     if args.stock:
         app_module.make_sio = stock_sio  # type: ignore[assignment]  # the "before" of BENCHMARKS.md
     app = app_module.create_app(config)
+    if os.environ.get("RTC_BENCH_NO_FREEZE") != "1":  # as `rtc-server serve` does (A/B: =1 leaves it out)
+        app.on_startup.append(app_module.freeze_startup_heap)
 
     async def stats(request: web.Request) -> web.Response:
         store = app[app_module.STORE]
