@@ -27,6 +27,7 @@ from signaling.storage.sqlite import SqliteStore
 from tests.contract import writer_ops
 
 from .conftest import Seed
+from .test_store_sqlite import submitted
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -51,13 +52,6 @@ class ProcessGate:
         self._release.touch()
         assert self._held is not None
         await self._held
-
-
-async def submitted(*coros: Any) -> list[asyncio.Future[Any]]:
-    """Start coroutines as tasks and let them send their operations."""
-    tasks = [asyncio.ensure_future(c) for c in coros]
-    await asyncio.sleep(0)
-    return tasks
 
 
 @pytest.fixture
