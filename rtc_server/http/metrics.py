@@ -132,13 +132,50 @@ class Exposition:
 
 def process_rss_bytes() -> int:
     """Resident memory now (``/proc/self/statm``), or the peak from ``getrusage`` elsewhere."""
+    rss = _statm_rss_bytes("self")
+    if rss is not None:
+        return rss
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak if sys.platform == "darwin" else peak * 1024
+
+
+def _statm_rss_bytes(pid: int | str) -> int | None:
+    """Resident memory of process ``pid`` from ``/proc/<pid>/statm`` (None without it)."""
     try:
-        with open("/proc/self/statm") as fh:
+        with open(f"/proc/{pid}/statm") as fh:
             pages = int(fh.read().split()[1])
         return pages * os.sysconf("SC_PAGE_SIZE")
     except (OSError, ValueError, IndexError):
-        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-        return peak if sys.platform == "darwin" else peak * 1024
+        return None
+
+
+def _store_families(out: Exposition, store: object) -> None:
+    """The embedded store's writer: its commits (group commit: one fsync each), the operations they
+    carried, and the writer process's memory. Nothing for a store without them (Redis)."""
+    stats = getattr(store, "stats", None)
+    if stats is None:
+        return
+    out.family(
+        "rtc_store_commits_total",
+        "counter",
+        "Transactions the SQLite store's writer committed (one fsync each; many operations share one).",
+        [({}, stats.batches)],
+    )
+    out.family(
+        "rtc_store_operations_total",
+        "counter",
+        "Operations the SQLite store's writer ran (reads and writes, failed ones included).",
+        [({}, stats.operations)],
+    )
+    pid = getattr(store, "writer_pid", None)
+    rss = _statm_rss_bytes(pid) if pid is not None else None
+    if rss is not None:
+        out.family(
+            "rtc_store_writer_resident_memory_bytes",
+            "gauge",
+            "Resident memory of the SQLite store's writer process.",
+            [({}, rss)],
+        )
 
 
 async def metrics(request: web.Request) -> web.Response:
@@ -219,6 +256,7 @@ async def metrics(request: web.Request) -> web.Response:
         "How long the store took to answer the ping.",
         [({}, round(ping_s, 6))],
     )
+    _store_families(out, app[STORE])
     try:
         online = len(await app[STORE].presence_online()) if up else 0
     except Exception:

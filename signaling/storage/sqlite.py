@@ -118,6 +118,11 @@ class SqliteStore:
         answer)."""
         return self._worker.stats if self._worker else WorkerStats()
 
+    @property
+    def writer_pid(self) -> int | None:
+        """The writer process's id (None with the writer thread, or when closed)."""
+        return getattr(self._worker, "pid", None)
+
     def _submit(self, fn: Callable[..., T], *args: Any, write: bool) -> asyncio.Future[T]:
         if self._worker is None:
             raise Unavailable("the store is not open")

@@ -86,6 +86,11 @@ class SqliteProcessWorker:
         self._stopped: asyncio.Future[None] | None = None
         self._closed = False
 
+    @property
+    def pid(self) -> int | None:
+        """The writer process's id (None before it started)."""
+        return None if self._process is None else self._process.pid
+
     async def start(self) -> None:
         """Start the child; returns once the file is open and migrated (raises what opening raised)."""
         await self._spawn(fresh=True)

@@ -46,7 +46,8 @@ async def scrape(hub: Hub) -> tuple[str, dict[str, float]]:
 
 
 async def test_metrics_exposition(hub: Hub) -> None:
-    """Sockets per namespace, hub events by name, HTTP requests by route, store up, uptime, RSS."""
+    """Sockets per namespace, hub events by name, HTTP requests by route, store up and its writer's
+    commits and memory, uptime, RSS."""
     alice = await hub.agent("alice@example.com")
     customer = await hub.customer(name="M")
     await customer.ok("conversation.start", {"body": "hello"})
@@ -64,6 +65,8 @@ async def test_metrics_exposition(hub: Hub) -> None:
     assert samples["rtc_uptime_seconds"] >= 0
     assert samples["rtc_process_resident_memory_bytes"] > 1_000_000
     assert samples["rtc_agents_online"] == 1
+    assert samples["rtc_store_operations_total"] >= samples["rtc_store_commits_total"] > 0
+    assert samples["rtc_store_writer_resident_memory_bytes"] > 1_000_000  # the writer process
     bucket = 'rtc_http_request_duration_seconds_bucket{route="/api/auth/login",le="+Inf"}'
     assert samples[bucket] == samples['rtc_http_request_duration_seconds_count{route="/api/auth/login"}']
     assert "# TYPE rtc_http_request_duration_seconds histogram" in text
