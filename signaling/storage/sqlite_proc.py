@@ -49,6 +49,9 @@ log = logging.getLogger("signaling.storage.sqlite")
 
 T = TypeVar("T")
 
+STOP_TIMEOUT_S = 30.0
+"""How long closing the store waits for the writer to commit what it was sent and stop."""
+
 _Wire = tuple[int, str, str, tuple[Any, ...], bool]
 """A job on the wire: its number, its operation's module and name, its arguments, whether it writes."""
 
@@ -241,7 +244,12 @@ class SqliteProcessWorker:
             self._flush()  # what was submitted this iteration goes before the stop
             self._stopped = asyncio.get_running_loop().create_future()
             transport.write(frame(STOP))
-            await self._stopped
+            try:
+                await asyncio.wait_for(asyncio.shield(self._stopped), STOP_TIMEOUT_S)
+            except TimeoutError:
+                log.error("sqlite: the writer process did not stop within %.0f s; killed", STOP_TIMEOUT_S)
+                if self._process is not None:
+                    self._process.kill()
             transport.close()
         failed = Unavailable("the store is closed")
         for number in list(self._futures):

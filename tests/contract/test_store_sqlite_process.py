@@ -22,6 +22,7 @@ import pytest
 
 from signaling.domain.errors import Conflict, NotFound, Unavailable
 from signaling.domain.models import Team
+from signaling.storage import sqlite_proc
 from signaling.storage.base import AppendResult
 from signaling.storage.sqlite import SqliteStore
 from tests.contract import writer_ops
@@ -198,6 +199,7 @@ async def test_the_writer_ignores_sigint_and_serves_on_after_sigterm(store: Sqli
 
 SERVER = """
 import asyncio, os, signal, sys
+from signaling.storage import sqlite_proc
 from signaling.storage.sqlite import SqliteStore
 
 async def main():
@@ -229,3 +231,20 @@ async def test_the_writer_commits_what_it_received_and_exits_when_the_server_die
     with sqlite3.connect(path) as conn:
         rows = dict(conn.execute("SELECT key, value FROM meta WHERE key IN ('first', 'second')").fetchall())
     assert rows == {"first": "1", "second": "2"}
+
+
+async def test_closing_kills_a_writer_that_does_not_stop(
+    store: SqliteStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A writer stuck in an operation does not hold the server's shutdown: past the stop timeout it is
+    killed, and the call it held fails with ``Unavailable``."""
+    monkeypatch.setattr(sqlite_proc, "STOP_TIMEOUT_S", 0.5)
+    gate = ProcessGate(store, tmp_path)
+    await gate.hold()  # never released
+    process = store._worker._process  # type: ignore[union-attr]
+    started = time.monotonic()
+    await store.close()
+    assert time.monotonic() - started < 10
+    assert process is not None and process.returncode == -signal.SIGKILL
+    with pytest.raises(Unavailable):
+        await asyncio.wait_for(gate._held, 5)  # type: ignore[arg-type]
