@@ -199,6 +199,9 @@ class SqliteProcessWorker:
                     self._starting.set_result(None)
                 else:
                     self._starting.set_exception(message[1])
+        elif kind == "log":  # the writer's log record, logged here the server's way
+            _, level, name, text = message
+            logging.getLogger(name).log(level, "[writer %s] %s", self.pid, text)
         elif kind == "stopped" and self._stopped is not None and not self._stopped.done():
             self._stopped.set_result(None)
 
@@ -221,7 +224,12 @@ class SqliteProcessWorker:
             if not self._stopped.done():
                 self._stopped.set_result(None)
         elif not self._closed:
-            log.error("sqlite: the writer process ended (exit code %s)", self._exit_code())
+            code = self._exit_code()
+            log.error(
+                "sqlite: the writer process %s ended%s; its calls in flight fail, the next one starts a new writer",
+                self.pid,
+                "" if code is None else f" (exit code {code})",
+            )
         unsent = {job[0] for job in self._outbox}
         failed = Unavailable("the store's writer process ended; the operation may not have been committed")
         for number in [n for n in self._futures if n not in unsent]:

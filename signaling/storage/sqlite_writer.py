@@ -6,7 +6,8 @@ left by its previous run; empty when a writer takes over from one that died), an
 reads frames of jobs and runs them as batches (:func:`~signaling.storage.sqlite_batch.run_batch`: one
 transaction and one fsync each), answering each batch's outcomes once it is committed.
 
-It lives as long as its socket: when the store's process dies (even with ``kill -9``) it reads
+Its log records go over the socket to the store's process, which logs them as its own. It lives as
+long as its socket: when the store's process dies (even with ``kill -9``) it reads
 end-of-file, runs and commits what it had received, and exits. It ignores SIGINT (a terminal's Ctrl-C
 reaches the whole process group; the server's shutdown stops it after its last writes), and after
 SIGTERM it keeps serving for :data:`TERM_GRACE_S` at most, then exits.
@@ -27,6 +28,7 @@ import signal
 import socket
 import struct
 import sys
+import threading
 from collections.abc import Callable
 from typing import Any
 
@@ -146,6 +148,10 @@ def operation(module: str, name: str) -> Callable[..., Any] | None:
     return _operations[key]
 
 
+_sending = threading.Lock()
+"""Frames go out whole: the checkpointer's thread may log (a frame) while the writer answers."""
+
+
 def _send(sock: socket.socket, message: tuple[Any, ...]) -> None:
     """Send one frame; a result or an exception that cannot be pickled is replaced by ``Unavailable``
     (or ``exc`` by a copy that survives pickling) for its own caller."""
@@ -153,8 +159,26 @@ def _send(sock: socket.socket, message: tuple[Any, ...]) -> None:
         data = frame(message)
     except Exception:
         data = frame((message[0], [_portable(*outcome) for outcome in message[1]], *message[2:]))
-    with contextlib.suppress(OSError):  # the store's process is gone: nobody to tell
+    with _sending, contextlib.suppress(OSError):  # the store's process is gone: nobody to tell
         sock.sendall(data)
+
+
+class _ToStore(logging.Handler):
+    """Hands the writer's log records to the store's process, which logs them its own way (plain or
+    JSON lines, its level): one log for the whole server."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        super().__init__(logging.INFO)
+        self._sock = sock
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            text = record.getMessage()
+            if record.exc_info:
+                text += "\n" + logging.Formatter().formatException(record.exc_info)
+            _send(self._sock, ("log", record.levelno, record.name, text))
+        except Exception:  # never let logging break the writer
+            self.handleError(record)
 
 
 def _portable(number: int, result: Any, exc: BaseException | None) -> Outcome:
@@ -173,9 +197,12 @@ def _portable(number: int, result: Any, exc: BaseException | None) -> Outcome:
 def main(argv: list[str]) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, lambda *_: signal.alarm(TERM_GRACE_S))  # SIGALRM's default: exit
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s[writer]: %(message)s")
     fd, path, node_id, max_batch = argv
-    serve(socket.socket(fileno=int(fd)), path, node_id, int(max_batch))
+    sock = socket.socket(fileno=int(fd))
+    root = logging.getLogger()
+    root.handlers[:] = [_ToStore(sock)]
+    root.setLevel(logging.INFO)
+    serve(sock, path, node_id, int(max_batch))
 
 
 if __name__ == "__main__":

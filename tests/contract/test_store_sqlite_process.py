@@ -9,6 +9,7 @@ set of operations lands in its next batch.
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import signal
 import sqlite3
@@ -248,3 +249,21 @@ async def test_closing_kills_a_writer_that_does_not_stop(
     assert process is not None and process.returncode == -signal.SIGKILL
     with pytest.raises(Unavailable):
         await asyncio.wait_for(gate._held, 5)  # type: ignore[arg-type]
+
+
+async def test_the_writers_log_records_reach_the_servers_log(
+    store: SqliteStore, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A batch the writer process could not commit is logged by the store's process (so it follows the
+    server's own log format and level), and its callers get ``Unavailable``."""
+    caplog.set_level(logging.INFO, logger="signaling.storage.sqlite")
+    with pytest.raises(Unavailable):
+        await store._write(writer_ops.end_the_transaction)
+    async with asyncio.timeout(5):
+        while not any("batch of 1 lost" in r.getMessage() for r in caplog.records):
+            await asyncio.sleep(0.02)
+    record = next(r for r in caplog.records if "batch of 1 lost" in r.getMessage())
+    assert record.name == "signaling.storage.sqlite" and record.levelno == logging.ERROR
+    assert f"[writer {writer_pid(store)}]" in record.getMessage()
+    await store.set_meta("after", "ok")  # the writer goes on
+    assert await store.get_meta("after") == "ok"

@@ -25,3 +25,8 @@ def half_then_fail(conn: sqlite3.Connection) -> None:
 def pid(conn: sqlite3.Connection) -> int:
     """The writer's process id."""
     return os.getpid()
+
+
+def end_the_transaction(conn: sqlite3.Connection) -> None:
+    """Roll the batch's transaction back from inside it: its commit then fails and the writer logs it."""
+    conn.execute("ROLLBACK")
