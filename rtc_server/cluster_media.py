@@ -306,7 +306,7 @@ class ClusterMediaGateway:
             task.cancel()
             await asyncio.wait({task}, timeout=0.1)
         if task is not None and task.done() and not task.cancelled():
-            with contextlib.suppress(BaseException):
+            with contextlib.suppress(Exception):
                 task.result()
 
     async def _serve(self) -> None:

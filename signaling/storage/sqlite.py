@@ -333,7 +333,7 @@ class SqliteStore:
         created_at = s.utc(message.created_at)
         at = s.ts(created_at)
         data = s.to_json(message.data) if message.data else "{}"
-        rule = None if access is None else (tuple(sorted(access.team_ids)), access.assignee_id, access.everyone)
+        rule = None if access is None else (access.team_ids, access.assignee_id, access.everyone)
         out = await self._write(conversations.append_row, s.message_row(message, 0, data, at), rule)
         if isinstance(out, AppendResult):  # a replay
             result = out

@@ -33,8 +33,6 @@ class Checkpointer:
         self._path = path
         self._stopping = threading.Event()
         self._thread = threading.Thread(target=self._run, name="sqlite-checkpoint", daemon=True)
-        self.checkpoints = 0
-        """Checkpoints run (read by tests and benchmarks)."""
 
     def start(self) -> None:
         if self._path != ":memory:":  # nothing to copy back
@@ -70,7 +68,6 @@ class Checkpointer:
                 except sqlite3.Error as exc:  # busy or I/O: the next round tries again
                     log.debug("sqlite: checkpoint skipped: %s", exc)
                     continue
-                self.checkpoints += 1
                 seen = self._wal_state()
         finally:
             with contextlib.suppress(sqlite3.Error):

@@ -7,12 +7,11 @@ compare-and-set updates and "one live request per kind" are atomic without locks
 
 from __future__ import annotations
 
-import json
 from datetime import datetime
 from typing import Any
 
 from signaling.domain.errors import Conflict, Invalid, NotFound
-from signaling.domain.models import Author, Conversation, Message, Request
+from signaling.domain.models import Conversation, Message, Request
 from signaling.storage import sqlite_rows as s
 from signaling.storage.base import (
     LIVE_REQUEST_STATES,
@@ -149,7 +148,7 @@ _MESSAGE_INSERT = "INSERT INTO messages VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 
 
 def append_row(
-    conn: Conn, row: tuple[Any, ...], rule: tuple[tuple[str, ...], str | None, bool] | None = None
+    conn: Conn, row: tuple[Any, ...], rule: tuple[frozenset[str], str | None, bool] | None = None
 ) -> tuple[int, tuple[Any, ...]] | AppendResult:
     """Store the message of ``row`` (:func:`~signaling.storage.sqlite_rows.message_row`, its seq left 0)
     with the next ``seq`` and update the counters; idempotent on ``client_id``. With ``rule`` (an
@@ -164,7 +163,7 @@ def append_row(
     access rule and that the client_id is new in its ``WHERE``, then the ``INSERT``. When the ``UPDATE``
     matches nothing, a read tells a replay (answered with the stored message, access checked) from a
     refusal or a missing conversation."""
-    access = None if rule is None else AccessRule(frozenset(rule[0]), rule[1], rule[2])
+    access = None if rule is None else AccessRule(*rule)
     where, where_params = _access_where(access)
     conversation_id, client_id, kind, at = row[1], row[3], row[7], row[10]
     visible = kind != "note"
@@ -184,42 +183,31 @@ def append_row(
         params += (conversation_id, client_id)
     found = conn.execute(sql + _RETURNING, params).fetchone()
     if found is None:
-        return _append_refused(conn, _message_of(row), access)
+        return _append_refused(conn, conversation_id, client_id, access)
     values = tuple(found)
     seq = values[7]  # last_seq
     conn.execute(_MESSAGE_INSERT, (*row[:2], seq, *row[3:]))
     return seq, values
 
 
-def _message_of(row: tuple[Any, ...]) -> Message:
-    return Message(
-        id=row[0],
-        conversation_id=row[1],
-        seq=0,
-        client_id=row[3] or "",
-        author=Author(row[4], row[5], row[6]),
-        kind=row[7],
-        body=row[8],
-        data=json.loads(row[9]),
-    )
-
-
-def _append_refused(conn: Conn, m: Message, access: AccessRule | None) -> AppendResult:
+def _append_refused(
+    conn: Conn, conversation_id: str, client_id: str | None, access: AccessRule | None
+) -> AppendResult:
     """The append's ``UPDATE`` matched nothing: a replay of a stored client_id (its stored message, if
     ``access`` allows it), else ``NotFound``."""
-    if m.client_id:
+    if client_id:
         row = conn.execute(
             "SELECT * FROM messages WHERE conversation_id = ? AND client_id = ?",
-            (m.conversation_id, m.client_id),
+            (conversation_id, client_id),
         ).fetchone()
         if row is not None:
-            conversation = must_get(conn, "conversations", m.conversation_id, s.conversation_from)
+            conversation = must_get(conn, "conversations", conversation_id, s.conversation_from)
             if access is not None and not access.allows(conversation.team_id, conversation.assignee_id):
                 raise NotFound("no such conversation")
             return AppendResult(message=s.message_from(row), created=False, conversation=conversation)
     if access is not None:
         raise NotFound("no such conversation")
-    raise NotFound("no such conversation", id=m.conversation_id)
+    raise NotFound("no such conversation", id=conversation_id)
 
 
 def _access_where(access: AccessRule | None) -> tuple[str, tuple[str, ...]]:
