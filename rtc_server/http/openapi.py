@@ -387,8 +387,9 @@ def _paths() -> dict[str, Json]:
                 content={"text/plain": {"schema": {"type": "string"}}},
                 description="Text exposition format 0.0.4: sockets per namespace, hub events and errors, HTTP "
                 "requests and latency per route, calls refused by the abuse limits "
-                "(`rtc_rate_limited_total` by `kind`: `connects`, `events`, `http`), store health, uptime, "
-                "resident memory.",
+                "(`rtc_rate_limited_total` by `kind`: `connects`, `events`, `http`), store health, the "
+                "embedded store's writer (`rtc_store_commits_total`, `rtc_store_operations_total`, "
+                "`rtc_store_writer_resident_memory_bytes`), uptime, resident memory.",
             )
         },
     }
