@@ -128,6 +128,7 @@ def main() -> None:
                         "-r",
                         "1000",
                         "--threads",
+                        "--subprocesses",  # the SQLite writer process too
                         # BLOCKING=1: py-spy pauses the process per sample (slower, stacks never torn)
                         *([] if os.environ.get("BLOCKING") else ["--nonblocking"]),
                         "-f",

@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import os
 import secrets
+import time
 import weakref
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -72,31 +73,54 @@ def new_id(prefix: str) -> str:
     return f"{prefix}_{secrets.token_urlsafe(12)}"
 
 
+SORTED_ALPHABET = "-0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ_abcdefghijklmnopqrstuvwxyz"
+"""The base64url characters in byte order: a number written with them sorts as a string does."""
+
+
+def time_chars(ms: int) -> str:
+    """``ms`` (milliseconds since the epoch) as 7 :data:`SORTED_ALPHABET` characters (42 bits, until
+    the year 2109): later times give strings that sort after earlier ones."""
+    return "".join(SORTED_ALPHABET[(ms >> shift) & 63] for shift in (36, 30, 24, 18, 12, 6, 0))
+
+
 class IdPool:
-    """:func:`new_id` for hot paths (an id per message): the same ids (12 random bytes from the OS's
-    CSPRNG, base64url, 16 characters), drawn from one ``os.urandom`` read per ``batch`` ids instead of one
-    ``getrandom`` system call each (a call that also releases the GIL, handing it to another thread).
+    """Ids for hot paths (an id per message), shaped as :func:`new_id`'s (``<prefix>_`` and 16 base64url
+    characters) but ordered by time: 7 characters of the millisecond (:func:`time_chars`), then 9 random
+    ones (54 bits from the OS's CSPRNG; the same millisecond would need ~10^8 ids for a 1-in-1,000 chance
+    of a repeat).
 
-    12 bytes are exactly 16 base64 characters, so the encoding of a whole buffer, cut every 16
-    characters, gives the same ids as encoding each 12-byte slice. Each id's bytes are handed out once;
-    a forked child starts from an empty pool (it would otherwise repeat its parent's next ids)."""
+    Why ordered: SQLite keeps every message id in a B-tree index, and random ids land each insert on a
+    leaf page of their own, which the commit writes to the WAL and syncs (~4 KB per message). Ids that
+    grow with time land together at the index's right edge: a handful of pages per commit.
 
-    __slots__ = ("_batch", "_chars", "_pos", "__weakref__")
+    The random characters come from one ``os.urandom`` read per ``batch`` ids instead of one
+    ``getrandom`` system call each (a call that also releases the GIL, handing it to another thread):
+    every base64 character of random bytes is 6 random bits, so the encoding of a whole buffer, cut
+    every 9 characters, gives independent draws. Each draw is handed out once; a forked child starts
+    from an empty pool (it would otherwise repeat its parent's next ids)."""
+
+    __slots__ = ("_batch", "_chars", "_pos", "_ms", "_stamp", "__weakref__")
 
     def __init__(self, batch: int = 256) -> None:
         self._batch = batch
         self._chars = ""
         self._pos = 0
+        self._ms = -1
+        self._stamp = ""
         _POOLS.add(self)
 
     def new(self, prefix: str) -> str:
-        """An id ``<prefix>_<16 random base64url characters>``, as :func:`new_id`."""
+        """An id ``<prefix>_<7 characters of the time><9 random characters>``."""
+        ms = time.time_ns() // 1_000_000
+        if ms != self._ms:
+            self._ms = ms
+            self._stamp = time_chars(ms)
         pos = self._pos
-        if pos >= len(self._chars):
+        if pos + 9 > len(self._chars):
             self._chars = base64.urlsafe_b64encode(os.urandom(12 * self._batch)).decode()
             pos = 0
-        self._pos = pos + 16
-        return f"{prefix}_{self._chars[pos : pos + 16]}"
+        self._pos = pos + 9
+        return f"{prefix}_{self._stamp}{self._chars[pos : pos + 9]}"
 
 
 _POOLS: weakref.WeakSet[IdPool] = weakref.WeakSet()
