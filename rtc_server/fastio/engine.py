@@ -29,6 +29,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Callable
 from typing import Any
 
 import engineio
@@ -217,6 +218,13 @@ class FastEngineSocket(async_socket.AsyncSocket):
         """A NOOP for the pending long-poll (the upgrade's probe was answered)."""
         self.queue.put_nowait(packet.Packet(packet.NOOP))
 
+    def message_now(self, data: str) -> bool:
+        """Handle the text message ``data`` at once if it is a Socket.IO event the server starts
+        without awaiting anything (the websocket calls this only when nothing it received before is
+        still being handled, so order is kept); False: :meth:`handle_message` takes it, in order."""
+        start_event = self.server.start_event
+        return start_event is not None and data[:1] == "4" and start_event(self.sid, data[1:])
+
     async def handle_message(self, data: str | bytes) -> None:
         """One message from the websocket (as :meth:`_read_loop` handles them)."""
         if isinstance(data, bytes):
@@ -363,6 +371,9 @@ class FastEngineServer(engineio.AsyncServer):
         """Corked writes to every websocket session of this server."""
         self.direct_queue = _DirectQueue()
         """What direct sessions hold instead of a queue (stateless, shared by them)."""
+        self.start_event: Callable[[str, str], bool] | None = None
+        """Set by the Socket.IO server: starts an event's handler from a message's text at once, or
+        returns False (:meth:`FastEngineSocket.message_now`)."""
         if self._async is not None and self._async.get("websocket") is not None:
             self._async = {**self._async, "websocket": FastWebSocket}
 

@@ -26,7 +26,7 @@ from signaling import jsonfast
 _FAST_TYPES = (sio_packet.EVENT, sio_packet.ACK)
 
 #: An EVENT in a namespace (no query), an optional ack id of at most 100 digits, then a JSON array.
-_EVENT_HEAD = re.compile(r"2(/[^,?]*),(\d{0,100})(?=\[)")
+EVENT_HEAD = re.compile(r"2(/[^,?]*),(\d{0,100})(?=\[)")
 
 
 class FastPacket(sio_packet.Packet):
@@ -45,7 +45,7 @@ class FastPacket(sio_packet.Packet):
     ) -> None:
         self._json: str | None = None
         if encoded_packet.__class__ is str:
-            head = _EVENT_HEAD.match(encoded_packet)
+            head = EVENT_HEAD.match(encoded_packet)
             if head is not None:
                 self.packet_type = sio_packet.EVENT
                 self.namespace = head.group(1)

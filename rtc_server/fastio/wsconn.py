@@ -331,10 +331,14 @@ class WsConnection(asyncio.Protocol):
     def _message(self, msg: str | bytes) -> None:
         state = self.state
         if state == OPEN:
-            if msg == "3" and self._pending is None:  # a pong, nothing before it: at once
-                self.session.schedule_ping()
-            else:
-                self._queue(msg)
+            if self._pending is None:  # nothing before it still being handled: at once if it can be
+                session = self.session
+                if msg == "3":  # a pong
+                    session.schedule_ping()
+                    return
+                if msg.__class__ is str and not session.closed and session.message_now(msg):
+                    return
+            self._queue(msg)
             return
         session = self.session
         if state == PROBE:  # the polling -> websocket upgrade (as python-engineio does it)
