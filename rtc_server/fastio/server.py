@@ -58,7 +58,7 @@ class FastAsyncServer(socketio.AsyncServer):
             return False
         try:
             args = jsonfast.loads(data[head.end() :])
-        except ValueError:
+        except Exception:  # ValueError, RecursionError...: python-socketio's way refuses it its own way
             return False
         if args.__class__ is not list or not args:
             return False

@@ -171,15 +171,23 @@ async def test_what_the_shortcut_declines_takes_python_socketios_way(
         writer.close()
 
 
-async def test_an_undecodable_event_closes_the_session_as_before(hub: tuple[Served, list[Any], Counted]) -> None:
-    """JSON that does not parse is left to python-socketio's decoder, which refuses it: the session is
-    closed, as it was before the shortcut."""
+@pytest.mark.parametrize(
+    "event",
+    [b'42/ns,1["echo",{"a":]', b"42/ns,1" + b"[" * 100_000 + b"]" * 100_000],
+    ids=["truncated JSON", "100,000 nested arrays"],
+)
+async def test_an_undecodable_event_closes_the_session_as_before(
+    hub: tuple[Served, list[Any], Counted], event: bytes, caplog: pytest.LogCaptureFixture
+) -> None:
+    """JSON that does not parse (or nests past the parsers' limits) is left to python-socketio's decoder,
+    which refuses it: the session is closed, as it was before the shortcut, and nothing raises into the
+    event loop (no traceback in the log)."""
     served, _, counted = hub
     reader, writer, sid = await raw_open(served.port)
     try:
         writer.write(masked(b"40/ns,"))
         await _texts(reader, 1)
-        writer.write(masked(b'42/ns,1["echo",{"a":]'))
+        writer.write(masked(event))
         async with asyncio.timeout(5):
             while True:  # until the close frame, or the end of the stream
                 try:
@@ -194,6 +202,7 @@ async def test_an_undecodable_event_closes_the_session_as_before(hub: tuple[Serv
                 break
             await asyncio.sleep(0.02)
         assert sid not in served.sio.eio.sockets
+        assert not [r for r in caplog.records if r.exc_info], [r.getMessage() for r in caplog.records]
     finally:
         writer.close()
 
