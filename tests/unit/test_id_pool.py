@@ -35,6 +35,8 @@ def test_time_chars_sort_as_the_times_do() -> None:
     assert all(len(w) == 7 for w in written)
     assert written == sorted(written)
     assert len(set(written)) == len(written)
+    for t in [*times, 123_456_789_012, 2**41 + 2**29 + 77]:  # each character is its 6 bits
+        assert time_chars(t) == "".join(SORTED_ALPHABET[(t >> s) & 63] for s in (36, 30, 24, 18, 12, 6, 0))
 
 
 def test_pool_ids_are_ordered_by_time() -> None:
