@@ -6,7 +6,8 @@
 generator, and runs the closed loop ``--rounds`` times per tree, trees alternated, printing msg/s, the
 server's CPU per message (all threads, and the SQLite writer process) and the event loop thread's.
 ``--writer process --writer thread`` alternates the two SQLite writers (``RTC_SQLITE_WRITER``) too. With ``--pyspy OUT``, ``py-spy``
-samples the first tree's server during one extra closed loop (raw folded stacks with thread ids, to OUT).
+samples the first tree's server and its SQLite writer process during one extra closed loop (raw folded
+stacks with process and thread ids, to OUT).
 """
 
 from __future__ import annotations
