@@ -40,6 +40,10 @@ class Recorder(socketio.AsyncNamespace):
     async def on_nothing(self, sid: str) -> None:
         self.started.append(("nothing", None))
 
+    async def on_blob(self, sid: str, n: int) -> bytes:
+        self.started.append(("blob", n))
+        return bytes(range(n))
+
 
 class Counted:
     """The server's ``start_event``, counting what it took and what it left to python-socketio."""
@@ -104,7 +108,7 @@ async def _texts(reader: asyncio.StreamReader, count: int) -> list[str]:
 
 async def test_acks_are_the_ones_python_socketio_sends(hub: tuple[Served, list[Any], Counted]) -> None:
     """One value, a tuple (several ack arguments), None (an empty ack, as for an event the namespace
-    has no handler for); all started without python-socketio's chain."""
+    has no handler for), bytes (a binary ack); all started without python-socketio's chain."""
     served, _, counted = hub
     reader, writer = await _connected(served.port, "/ns")
     try:
@@ -121,6 +125,11 @@ async def test_acks_are_the_ones_python_socketio_sends(hub: tuple[Served, list[A
             '43/ns,5[{"echo":"last"}]',
         ]
         assert counted.taken == 5 and counted.declined == 0
+        writer.write(masked(b'42/ns,6["blob",3]'))  # bytes in the answer: a binary ack and its attachment
+        assert await _texts(reader, 1) == ['461-/ns,6[{"_placeholder":true,"num":0}]']
+        opcode, payload = await read_frame(reader)
+        assert (opcode, payload) == (0x2, b"\x00\x01\x02")
+        assert counted.taken == 6
     finally:
         writer.close()
 
