@@ -56,6 +56,7 @@ class Job:
 Outcome = tuple[Any, Any, BaseException | None]
 """A job's ``ref``, its result, and the exception it raised (None when it succeeded)."""
 
+
 def _fold(value: str | None) -> str | None:
     """SQL ``fold(x)``: Unicode case folding (SQLite's own ``lower``/``LIKE`` fold ASCII only)."""
     return value.casefold() if isinstance(value, str) else value
@@ -103,11 +104,15 @@ def run_batch(conn: sqlite3.Connection, batch: list[Job], stats: WorkerStats) ->
         return _run_batch(conn, batch, stats)
     except Exception as exc:  # a bug or a dead connection: never leave a caller hanging
         log.exception("sqlite: batch failed")
-        if conn.in_transaction:
-            with contextlib.suppress(sqlite3.Error):
-                conn.execute("ROLLBACK")
-        failed = Unavailable(f"the store failed: {exc}")
-        return [(job.ref, None, failed) for job in batch]
+        return _abandon(conn, batch, Unavailable(f"the store failed: {exc}"))
+
+
+def _abandon(conn: sqlite3.Connection, batch: list[Job], error: Exception) -> list[Outcome]:
+    """Roll back what the batch did, if anything; every job's outcome is ``error``."""
+    if conn.in_transaction:
+        with contextlib.suppress(sqlite3.Error):
+            conn.execute("ROLLBACK")
+    return [(job.ref, None, error) for job in batch]
 
 
 def _run_batch(conn: sqlite3.Connection, batch: list[Job], stats: WorkerStats) -> list[Outcome]:
@@ -118,7 +123,7 @@ def _run_batch(conn: sqlite3.Connection, batch: list[Job], stats: WorkerStats) -
         conn.execute(begin)
     except sqlite3.Error as exc:
         log.error("sqlite: cannot begin a transaction: %s", exc)
-        return [(job.ref, None, Unavailable(str(exc))) for job in batch]
+        return _abandon(conn, batch, Unavailable(str(exc)))
     outcomes, broken = _run_plain(conn, batch)
     if outcomes is None and broken is None:
         # A write failed: only a savepoint per operation undoes it alone. Everything ran so far is
@@ -139,11 +144,7 @@ def _run_batch(conn: sqlite3.Connection, batch: list[Job], stats: WorkerStats) -
             broken = exc
     if broken is not None or outcomes is None:
         log.error("sqlite: batch of %d lost: %s", len(batch), broken)
-        if conn.in_transaction:
-            with contextlib.suppress(sqlite3.Error):
-                conn.execute("ROLLBACK")
-        failed = Unavailable(f"the store could not commit: {broken}")
-        return [(job.ref, None, failed) for job in batch]
+        return _abandon(conn, batch, Unavailable(f"the store could not commit: {broken}"))
     return outcomes
 
 
@@ -196,5 +197,3 @@ def _run_with_savepoints(
             conn.execute("RELEASE op")
             outcomes.append((job.ref, result, None))
     return outcomes, None
-
-

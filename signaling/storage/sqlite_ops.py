@@ -1,9 +1,10 @@
 """SQL operations of the SQLite store: plain functions of a ``sqlite3`` connection.
 
 They run in the store's writer (:mod:`signaling.storage.sqlite_batch`), inside a batch transaction, so
-they neither begin nor commit; they are module-level functions, which the writer process imports by name. This module holds the generic record helpers
-and the meta table; :mod:`~signaling.storage.sqlite_ops_directory` and
-:mod:`~signaling.storage.sqlite_ops_conversations` build on them.
+they neither begin nor commit; they are module-level functions, which the writer process imports by
+name. This module holds the generic record helpers and the meta table;
+:mod:`~signaling.storage.sqlite_ops_directory` and :mod:`~signaling.storage.sqlite_ops_conversations`
+build on them.
 
 Table names come from the store's own modules only, never from callers.
 """

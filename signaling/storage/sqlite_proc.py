@@ -289,7 +289,6 @@ def _close_at_exit(sock: socket.socket) -> None:
     _at_exit.add(sock)
 
 
-
 def _close_links() -> None:
     for sock in list(_at_exit):
         with contextlib.suppress(OSError):
