@@ -21,17 +21,27 @@ CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 REPO = Path(__file__).resolve().parents[2]
 
 
+def task_ids(pid: int) -> list[str]:
+    """The thread ids of process ``pid`` (``/proc/<pid>/task``); none once it has ended."""
+    try:
+        return os.listdir(f"/proc/{pid}/task")
+    except FileNotFoundError:
+        return []
+
+
+def stat_cpu_seconds(stat: str) -> float:
+    """User + system CPU seconds in the text of a ``/proc/.../stat`` file (fields 14 and 15)."""
+    fields = stat[stat.rindex(")") + 2 :].split()
+    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+
+
 def descendants(pid: int) -> list[int]:
     """The live child processes of ``pid``, and theirs (``/proc/<pid>/task/*/children``)."""
     out: list[int] = []
     todo = [pid]
     while todo:
         parent = todo.pop()
-        try:
-            tids = os.listdir(f"/proc/{parent}/task")
-        except FileNotFoundError:
-            continue
-        for tid in tids:
+        for tid in task_ids(parent):
             try:
                 with open(f"/proc/{parent}/task/{tid}/children") as fh:
                     children = [int(c) for c in fh.read().split()]
@@ -48,8 +58,7 @@ def _own_cpu_seconds(pid: int) -> float:
             raw = fh.read()
     except FileNotFoundError:  # ended meanwhile
         return 0.0
-    fields = raw[raw.rindex(")") + 2 :].split()
-    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS  # utime, stime (fields 14 and 15)
+    return stat_cpu_seconds(raw)
 
 
 def cpu_seconds(pid: int) -> float:
@@ -61,9 +70,7 @@ def cpu_seconds(pid: int) -> float:
 def thread_cpu_seconds(pid: int, tid: int) -> float:
     """User + system CPU time of one thread of a process (``/proc/<pid>/task/<tid>/stat``)."""
     with open(f"/proc/{pid}/task/{tid}/stat") as fh:
-        raw = fh.read()
-    fields = raw[raw.rindex(")") + 2 :].split()
-    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+        return stat_cpu_seconds(fh.read())
 
 
 def machine_busy_seconds() -> float:

@@ -33,7 +33,6 @@ from pathlib import Path
 from typing import Any
 
 from bench.signalling.procs import (
-    CLOCK_TICKS,
     REPO,
     LoadGen,
     Server,
@@ -41,6 +40,8 @@ from bench.signalling.procs import (
     machine_busy_seconds,
     python,
     settle,
+    stat_cpu_seconds,
+    task_ids,
 )
 
 Sample = dict[int, tuple[str, float, int]]
@@ -51,11 +52,7 @@ def thread_times(pid: int) -> Sample:
     of its child processes (the SQLite writer process), with its name, by thread id."""
     out: Sample = {}
     for proc in (pid, *descendants(pid)):
-        try:
-            tids = os.listdir(f"/proc/{proc}/task")
-        except FileNotFoundError:
-            continue
-        for tid in tids:
+        for tid in task_ids(proc):
             try:
                 with open(f"/proc/{proc}/task/{tid}/stat") as fh:
                     raw = fh.read()
@@ -66,8 +63,7 @@ def thread_times(pid: int) -> Sample:
             name = raw[raw.index("(") + 1 : raw.rindex(")")]
             if proc != pid:
                 name = f"process {name}"
-            fields = raw[raw.rindex(")") + 2 :].split()
-            out[int(tid)] = (name, (int(fields[11]) + int(fields[12])) / CLOCK_TICKS, switches)
+            out[int(tid)] = (name, stat_cpu_seconds(raw), switches)
     return out
 
 
