@@ -9,6 +9,7 @@ database for the duration of the test (so a test can close a store and open a ne
 
 from __future__ import annotations
 
+import functools
 import itertools
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from datetime import UTC, datetime, timedelta
@@ -41,22 +42,13 @@ class MakeStore(Protocol):
 StoreFactory = Callable[[pytest.FixtureRequest, Path], MakeStore]
 
 
-def sqlite_factory(request: pytest.FixtureRequest, workdir: Path) -> MakeStore:
-    """SQLite on one file in the test's tmp dir, its writer a process of its own (the default)."""
+def sqlite_factory(request: pytest.FixtureRequest, workdir: Path, writer: str = "process") -> MakeStore:
+    """SQLite on one file in the test's tmp dir, its writer a process of its own (the default) or, with
+    ``writer="thread"``, a thread of the test's process."""
     path = workdir / "store.sqlite3"
 
     def make(node_id: str = "local") -> Store:
-        return SqliteStore(path, node_id=node_id)
-
-    return make
-
-
-def sqlite_thread_factory(request: pytest.FixtureRequest, workdir: Path) -> MakeStore:
-    """SQLite on one file in the test's tmp dir, its writer a thread of the test's process."""
-    path = workdir / "store.sqlite3"
-
-    def make(node_id: str = "local") -> Store:
-        return SqliteStore(path, node_id=node_id, writer="thread")
+        return SqliteStore(path, node_id=node_id, writer=writer)
 
     return make
 
@@ -77,7 +69,7 @@ def redis_factory(request: pytest.FixtureRequest, workdir: Path) -> MakeStore:
 #: name -> factory; the ``store`` fixtures are parametrized over these keys.
 STORE_FACTORIES: dict[str, StoreFactory] = {
     "sqlite": sqlite_factory,
-    "sqlite-thread": sqlite_thread_factory,
+    "sqlite-thread": functools.partial(sqlite_factory, writer="thread"),
     "redis": redis_factory,
 }
 
