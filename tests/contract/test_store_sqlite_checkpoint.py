@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from signaling.storage.sqlite import SqliteStore
-from signaling.storage.sqlite_checkpoint import FALLBACK_PAGES
+from signaling.storage.sqlite_checkpoint import FALLBACK_PAGES, INTERVAL_S
 
 from .conftest import Seed
 
@@ -25,7 +25,7 @@ async def test_the_log_is_copied_back_in_the_background(tmp_path: Path, writer: 
     try:
         seed = Seed(store)
         conv = await seed.conversation()
-        await asyncio.sleep(0.3)  # the set-up's own pages are copied back first
+        await asyncio.sleep(INTERVAL_S + 0.3)  # the set-up's own pages are copied back first
         before = os.path.getsize(path)
         await asyncio.gather(*(seed.message(conv.id, "x" * 2000) for i in range(1000)))
         # the writer's own checkpoint never ran: the log stayed below its threshold
