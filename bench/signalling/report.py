@@ -24,8 +24,9 @@ def _rate(results: dict[str, Any], name: str, rate: int) -> dict[str, Any] | Non
 Row = tuple[str, dict[str, float | None]]
 
 
-def rows(results: dict[str, Any], headline_rate: int = 3000) -> list[Row]:
-    """``(metric, {target: value})`` for the table."""
+def rows(results: dict[str, Any], headline_rate: int = 3000, low_rate: int = 500) -> list[Row]:
+    """``(metric, {target: value})`` for the table; ``low_rate``: the step whose CPU per message shows
+    what a message costs when it comes alone (the server idle in between, as on most days)."""
 
     def step(name: str, key: str, field: str) -> float | None:
         s = results.get(name, {}).get("steps", {}).get(key)
@@ -44,6 +45,10 @@ def rows(results: dict[str, Any], headline_rate: int = 3000) -> list[Row]:
         (
             "... of it on the event loop's thread (the rest: other threads, e.g. SQLite's writer), us",
             each(lambda t: step(t, "closed", "loop_cpu_us_per_msg")),
+        ),
+        (
+            f"1:1 server CPU per message at {low_rate} msg/s (each message mostly alone), us",
+            each(lambda t: (_rate(results, t, low_rate) or {}).get("cpu_us_per_msg")),
         ),
         (
             f"1:1 server CPU per message at {headline_rate} msg/s, us",
