@@ -1,9 +1,9 @@
 """Contract: what ``append_message`` returns (the stored message and the conversation after the append)
 is exactly what a fresh store reads back from the backing data, for new messages and for replays.
 
-The SQLite store builds both from its own statements (the conversation from the ``UPDATE``'s
-``RETURNING``, by position; the message from what it inserted), not from a read: these tests pin that
-the two never drift apart, field by field.
+The SQLite store builds both from its own statements (the conversation from the row it read before the
+append, with the counters it then wrote computed in Python; the message from what it inserted), not
+from a read after the append: these tests pin that the two never drift apart, field by field.
 """
 
 from __future__ import annotations
@@ -56,3 +56,23 @@ async def test_replay_returns_what_a_fresh_store_reads(
     fresh = await open_store(node_id="reader")
     assert again.conversation == await fresh.get_conversation(conv.id)
     assert again.conversation.last_seq == 2
+
+
+async def test_an_append_older_than_the_last_activity_keeps_it(
+    store: Store, seed: Seed, open_store: Callable[..., Awaitable[Store]]
+) -> None:
+    """A message stamped before the conversation's last activity (a clock behind another node's) takes
+    the next seq and counts as unread, but leaves ``updated_at`` and, for a note, the last message as
+    they were; what the append returns is what a fresh store reads."""
+    conv = await seed.conversation(created_at=at(0), updated_at=at(0))
+    await seed.message(conv.id, "latest", created_at=at(10))
+    late = await seed.message(conv.id, "stamped earlier", created_at=at(5))
+    note = await seed.message(conv.id, "a note", author_kind="agent", kind="note", created_at=at(20))
+    assert (late.message.seq, note.message.seq) == (2, 3)
+    assert late.conversation.updated_at == at(10)
+    assert late.conversation.last_message_preview == "stamped earlier"
+    assert note.conversation.updated_at == at(20)
+    assert note.conversation.last_message_preview == "stamped earlier"
+    assert note.conversation.unread == 2
+    fresh = await open_store(node_id="reader")
+    assert await fresh.get_conversation(conv.id) == note.conversation
