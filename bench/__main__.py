@@ -4,6 +4,11 @@ Installs the Node pieces it needs with ``npm ci`` (the load generator and the No
 then runs every scenario against our server, the Node socket.io 4.8 server and a bare aiohttp hub, and
 our server on two nodes over Redis; prints a table, writes ``bench/results/signalling.json`` and a chart
 ``bench/results/signalling_latency.png``. ``--quick`` shrinks every size for a smoke run.
+
+Every target is started and its 1:1 pairs set up first; the 1:1 closed loop then runs in rounds with the
+targets alternated (each target's figures: its median round), so that the CPU ratios, the headline
+figures, are not skewed by the machine's speed drifting between one target's turn and the next. The
+other scenarios follow, one target after the other.
 """
 
 from __future__ import annotations
@@ -16,13 +21,14 @@ import shutil
 import subprocess
 import sys
 import time
+from contextlib import ExitStack
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 from bench.signalling import report
 from bench.signalling.procs import REPO
-from bench.signalling.scenarios import Plan, run_target, run_two_nodes
+from bench.signalling.scenarios import Plan, closed_alternated, finish_target, run_two_nodes, start_target
 
 NODE_DIRS = (REPO / "bench" / "loadgen", REPO / "bench" / "baselines" / "node_sio")
 
@@ -73,9 +79,15 @@ def main(argv: list[str] | None = None) -> int:
             "platform": platform.platform(),
         },
     }
-    for name in [t.strip() for t in args.targets.split(",") if t.strip()]:
-        say(f"{name}:")
-        results[name] = asdict(run_target(name, plan, log_dir, say))
+    names = [t.strip() for t in args.targets.split(",") if t.strip()]
+    with ExitStack() as stack:
+        say("set-up:")
+        running = [start_target(name, plan, log_dir, stack, say) for name in names]
+        say(f"1:1 closed loop, {plan.closed_rounds} rounds, the targets alternated:")
+        closed = closed_alternated(running, plan, say)
+        for target in running:
+            say(f"{target.name}:")
+            results[target.name] = asdict(finish_target(target, closed[target.name], plan, log_dir, say))
     if not args.no_two_nodes:
         results["two_nodes"] = {}
         for variant in ("ours", "stock"):

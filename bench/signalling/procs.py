@@ -222,8 +222,8 @@ class Redis:
 class LoadGen:
     """The Node load generator: one JSON command in, one JSON answer out; server CPU read around it."""
 
-    def __init__(self, log_dir: Path) -> None:
-        self.log = open(log_dir / "loadgen.log", "w")  # noqa: SIM115
+    def __init__(self, log_dir: Path, name: str = "loadgen") -> None:
+        self.log = open(log_dir / f"{name}.log", "w")  # noqa: SIM115
         self.proc = subprocess.Popen(
             ["node", str(REPO / "bench" / "loadgen" / "loadgen.mjs")],
             stdin=subprocess.PIPE,

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import tempfile
 import time
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,7 +25,8 @@ class Plan:
     """Sizes and durations of one run (the defaults keep a whole run under two minutes on 2 cores)."""
 
     pairs: int = 100
-    closed_s: float = 2.0
+    closed_s: float = 1.5
+    closed_rounds: int = 3
     rates: tuple[int, ...] = (500, 1000, 2000, 3000, 4000)
     rate_s: float = 1.2
     drain_s: float = 2.0
@@ -42,6 +44,7 @@ class Plan:
         return Plan(
             pairs=20,
             closed_s=1.0,
+            closed_rounds=1,
             rates=(500, 1000, 3000),
             rate_s=1.0,
             fan_agents=20,
@@ -105,28 +108,86 @@ LABELS = {
 }
 
 
-def run_target(name: str, plan: Plan, log_dir: Path, say: Any) -> TargetResult:
-    """Every single-node scenario against one target; idle connections last, in a fresh process of it."""
-    result = TargetResult(name, LABELS[name])
-    with tempfile.TemporaryDirectory(prefix=f"bench-{name}-") as tmp:
-        seed_path = Path(tmp) / "seed.json"
-        server = make_server(name, Path(tmp) / "data", plan, seed_out=seed_path)
-        server.start(log_dir)
-        seed = json.loads(seed_path.read_text()) if seed_path.exists() else None
-        gen = LoadGen(log_dir)
-        pids = [server.pid]
-        protocol = "ours" if name in ("ours", "stock") else name
-        base = {"target": protocol, "url": server.url, "seed": seed}
-        try:
-            time.sleep(0.3)
-            result.steps.update(_one_to_one(gen, base, pids, plan, name, say))
-            gen.run({"cmd": "close_all"})
-            result.steps["fanout"] = _fanout(gen, base, pids, plan, name, say)
-            gen.run({"cmd": "close_all"})
-        finally:
-            gen.stop()
-            server.stop()
-        result.steps["idle"] = run_idle(name, Path(tmp) / "data-idle", plan, log_dir, say)
+@dataclass
+class Running:
+    """A target's server and its own load generator, its 1:1 pairs set up (see :func:`start_target`)."""
+
+    name: str
+    server: Server
+    gen: LoadGen
+    base: dict[str, Any]
+    tmp: Path
+
+    @property
+    def pids(self) -> list[int]:
+        return [self.server.pid]
+
+    def stop(self) -> None:
+        self.gen.stop()
+        self.server.stop()
+
+
+def start_target(name: str, plan: Plan, log_dir: Path, stack: ExitStack, say: Any) -> Running:
+    """Start ``name``'s server and a load generator of its own, set up the 1:1 pairs and warm them up;
+    ``stack`` stops both and removes the data at the latest."""
+    tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix=f"bench-{name}-")))
+    seed_path = tmp / "seed.json"
+    server = make_server(name, tmp / "data", plan, seed_out=seed_path)
+    server.start(log_dir)
+    stack.callback(server.stop)
+    gen = LoadGen(log_dir, f"loadgen-{name}")
+    running = Running(name, server, gen, {}, tmp)
+    stack.callback(running.stop)
+    seed = json.loads(seed_path.read_text()) if seed_path.exists() else None
+    protocol = "ours" if name in ("ours", "stock") else name
+    running.base = {"target": protocol, "url": server.url, "seed": seed}
+    time.sleep(0.3)
+    gen.run({"cmd": "setup_pairs", **running.base, "pairs": plan.pairs})
+    gen.run({"cmd": "closed", "seconds": 0.5})  # warm-up
+    say(f"  {name}: {plan.pairs} pairs set up")
+    return running
+
+
+def closed_alternated(targets: list[Running], plan: Plan, say: Any) -> dict[str, dict[str, Any]]:
+    """The 1:1 closed loop, ``plan.closed_rounds`` rounds, the targets alternated within each round (the
+    machine's speed drifts within a run too: alternating puts every target in each phase of it). Each
+    target's figures are those of its median round by CPU per message; every round is kept."""
+    rounds: dict[str, list[dict[str, Any]]] = {t.name: [] for t in targets}
+    for i in range(plan.closed_rounds):
+        for t in targets:
+            settle(t.pids)
+            closed = t.gen.run({"cmd": "closed", "seconds": plan.closed_s}, t.pids)
+            closed["cpu_us_per_msg"] = closed["server_cpu_s"] * 1e6 / max(1, closed["done"])
+            closed["loop_cpu_us_per_msg"] = closed["server_main_thread_cpu_s"] * 1e6 / max(1, closed["done"])
+            rounds[t.name].append(closed)
+            say(
+                f"  round {i + 1} {t.name}: {closed['msg_per_s']:.0f} msg/s, {closed['cpu_us_per_msg']:.0f} us "
+                f"CPU/msg ({closed['loop_cpu_us_per_msg']:.0f} on the loop thread)"
+                f"{' (client-bound)' if closed['client_bound'] else ''}"
+            )
+    out: dict[str, dict[str, Any]] = {}
+    for name, rs in rounds.items():
+        median = dict(sorted(rs, key=lambda c: c["cpu_us_per_msg"])[len(rs) // 2])
+        median["rounds"] = [
+            {k: c[k] for k in ("msg_per_s", "cpu_us_per_msg", "loop_cpu_us_per_msg", "client_bound")} for c in rs
+        ]
+        out[name] = median
+    return out
+
+
+def finish_target(t: Running, closed: dict[str, Any], plan: Plan, log_dir: Path, say: Any) -> TargetResult:
+    """The rest of a target's scenarios on its running server (fixed rates, fan-out), then it stops, and
+    idle connections in a fresh process of it."""
+    result = TargetResult(t.name, LABELS[t.name])
+    result.steps["closed"] = closed
+    try:
+        result.steps["rates"] = _rates(t.gen, t.pids, plan, t.name, say)
+        t.gen.run({"cmd": "close_all"})
+        result.steps["fanout"] = _fanout(t.gen, t.base, t.pids, plan, t.name, say)
+        t.gen.run({"cmd": "close_all"})
+    finally:
+        t.stop()
+    result.steps["idle"] = run_idle(t.name, t.tmp / "data-idle", plan, log_dir, say)
     return result
 
 
@@ -146,20 +207,8 @@ def run_idle(name: str, data_dir: Path, plan: Plan, log_dir: Path, say: Any) -> 
         server.stop()
 
 
-def _one_to_one(
-    gen: LoadGen, base: dict[str, Any], pids: list[int], plan: Plan, name: str, say: Any
-) -> dict[str, Any]:
-    """1:1 conversations: a closed loop, then fixed rates (the latency-against-load curve)."""
-    gen.run({"cmd": "setup_pairs", **base, "pairs": plan.pairs})
-    gen.run({"cmd": "closed", "seconds": 0.5})  # warm-up
-    settle(pids)
-    closed = gen.run({"cmd": "closed", "seconds": plan.closed_s}, pids)
-    closed["cpu_us_per_msg"] = closed["server_cpu_s"] * 1e6 / max(1, closed["done"])
-    closed["loop_cpu_us_per_msg"] = closed["server_main_thread_cpu_s"] * 1e6 / max(1, closed["done"])
-    say(
-        f"  {name}: 1:1 closed loop {closed['msg_per_s']:.0f} msg/s, {closed['cpu_us_per_msg']:.0f} us CPU/msg"
-        f"{' (client-bound)' if closed['client_bound'] else ''}"
-    )
+def _rates(gen: LoadGen, pids: list[int], plan: Plan, name: str, say: Any) -> list[dict[str, Any]]:
+    """1:1 conversations at fixed rates (the latency-against-load curve)."""
     rates: list[dict[str, Any]] = []
     for rate in plan.rates:
         if rate > 3000 and rates and (rates[-1]["lost"] or (rates[-1]["e2e"]["p50_ms"] or 0) > 1000):
@@ -175,7 +224,7 @@ def _one_to_one(
             f"  {name}: {rate} msg/s -> e2e p50 {_ms(r['e2e']['p50_ms'])} p99 {_ms(r['e2e']['p99_ms'])}"
             f", ack p99 {_ms(r['ack']['p99_ms'])}, lost {r['lost']}"
         )
-    return {"closed": closed, "rates": rates}
+    return rates
 
 
 def _fanout(
