@@ -135,17 +135,16 @@ def start_target(name: str, plan: Plan, log_dir: Path, stack: ExitStack, say: An
     server = make_server(name, tmp / "data", plan, seed_out=seed_path)
     server.start(log_dir)
     stack.callback(server.stop)
-    gen = LoadGen(log_dir, f"loadgen-{name}")
-    running = Running(name, server, gen, {}, tmp)
-    stack.callback(running.stop)
     seed = json.loads(seed_path.read_text()) if seed_path.exists() else None
     protocol = "ours" if name in ("ours", "stock") else name
-    running.base = {"target": protocol, "url": server.url, "seed": seed}
+    base = {"target": protocol, "url": server.url, "seed": seed}
+    gen = LoadGen(log_dir, f"loadgen-{name}")
+    stack.callback(gen.stop)
     time.sleep(0.3)
-    gen.run({"cmd": "setup_pairs", **running.base, "pairs": plan.pairs})
+    gen.run({"cmd": "setup_pairs", **base, "pairs": plan.pairs})
     gen.run({"cmd": "closed", "seconds": 0.5})  # warm-up
     say(f"  {name}: {plan.pairs} pairs set up")
-    return running
+    return Running(name, server, gen, base, tmp)
 
 
 def closed_alternated(targets: list[Running], plan: Plan, say: Any) -> dict[str, dict[str, Any]]:

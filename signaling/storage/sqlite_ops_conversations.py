@@ -197,7 +197,7 @@ def append_row(
 def _append_refused(
     conn: Conn, conversation_id: str, client_id: str | None, access: AccessRule | None
 ) -> AppendResult:
-    """The append's ``UPDATE`` matched nothing: a replay of a stored client_id (its stored message, if
+    """The append's read found nothing: a replay of a stored client_id (its stored message, if
     ``access`` allows it), else ``NotFound``."""
     if client_id:
         row = conn.execute(

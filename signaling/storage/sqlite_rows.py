@@ -197,8 +197,9 @@ def conversation_from_values(
     r: sqlite3.Row | tuple[Any, ...], known: tuple[str | None, datetime] | None = None
 ) -> Conversation:
     """:func:`conversation_from` for a row of :data:`CONVERSATION_COLUMNS` in that order, read by
-    position (the append's read of its conversation: once per message). ``known``: a time's text (:func:`ts`) and
-    its datetime, reused for the time columns holding that text instead of parsing them again."""
+    position (the append's read of its conversation: once per message). ``known``: a time's text
+    (:func:`ts`) and its datetime, reused for the time columns holding that text instead of parsing them
+    again."""
     updated_at, last_message_at = r[6], r[15]
     return Conversation(
         r[0],
