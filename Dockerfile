@@ -16,7 +16,11 @@ WORKDIR /app
 COPY pyproject.toml README.md ./
 COPY signaling/ signaling/
 COPY rtc_server/ rtc_server/
-RUN pip install --no-cache-dir '.[fast]'
+# gcc and SQLite's headers build the WAL write shim (signaling/storage/_walvfs.c), then leave the image
+RUN apt-get update && apt-get install -y --no-install-recommends gcc libc6-dev libsqlite3-dev \
+    && pip install --no-cache-dir '.[fast]' \
+    && python -c "import signaling.storage._walvfs" \
+    && apt-get purge -y gcc libc6-dev libsqlite3-dev && rm -rf /var/lib/apt/lists/*
 COPY --from=web /src/web/dist /app/web/dist
 ENV RTC_WEB_DIR=/app/web/dist
 USER rtc

@@ -16,7 +16,7 @@ run: venv web
 	$(BIN)/rtc-server serve --demo --host $(HOST) --port $(PORT) --data-dir $(DATA)
 
 venv: $(STAMP)
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml signaling/storage/_walvfs.c
 	@test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q -e '.[test,fast]'
@@ -28,10 +28,14 @@ web/node_modules/.package-lock.json: web/package.json web/package-lock.json
 web: web/node_modules/.package-lock.json
 	cd web && npm run build
 
-# Binaries the tests drive for real: redis-server and Debian's Chromium (never a downloaded browser).
+# Binaries the tests drive for real: redis-server and Debian's Chromium (never a downloaded browser);
+# a C compiler and the headers of SQLite and Python for the WAL write shim (signaling/storage/_walvfs.c).
 system-deps:
 	@missing=""; \
 	command -v redis-server >/dev/null || missing="$$missing redis-server"; \
+	command -v cc >/dev/null || missing="$$missing gcc libc6-dev"; \
+	[ -f /usr/include/sqlite3.h ] || missing="$$missing libsqlite3-dev"; \
+	[ -f "$$($(PY) -c 'import sysconfig; print(sysconfig.get_paths()["include"])')/Python.h" ] || missing="$$missing python3-dev"; \
 	[ -x /usr/bin/chromium ] || missing="$$missing chromium"; \
 	command -v node >/dev/null || missing="$$missing nodejs npm"; \
 	if [ -n "$$missing" ]; then \
@@ -50,6 +54,7 @@ lint: venv
 	$(BIN)/mypy
 
 test: system-deps venv web node-deps
+	@$(BIN)/python -c "import signaling.storage._walvfs" 2>/dev/null || $(BIN)/pip install -q -e '.[test,fast]'
 	$(BIN)/ruff check signaling rtc_server tests bench
 	$(BIN)/mypy
 	$(BIN)/python -m pytest -q -p no:cacheprovider

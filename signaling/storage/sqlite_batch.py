@@ -25,6 +25,7 @@ from typing import Any
 
 from signaling.domain.errors import Conflict, NotFound, Unavailable
 from signaling.storage import sqlite_schema as s
+from signaling.storage import sqlite_walvfs
 from signaling.storage.sqlite_checkpoint import FALLBACK_PAGES
 
 log = logging.getLogger("signaling.storage.sqlite")  # one logger name for the whole SQLite store
@@ -74,9 +75,10 @@ def _map_error(exc: Exception) -> Exception:
 
 
 def open_connection(path: str, node_id: str | None) -> sqlite3.Connection:
-    """The store's connection: WAL, ``synchronous=FULL``, foreign keys, ``fold()``; the file migrated and
-    (with ``node_id``) that node's presence from its previous run cleared."""
-    conn = sqlite3.connect(path, isolation_level=None, check_same_thread=True)
+    """The store's connection: WAL (its writes combined, :mod:`~signaling.storage.sqlite_walvfs`),
+    ``synchronous=FULL``, foreign keys, ``fold()``; the file migrated and (with ``node_id``) that node's
+    presence from its previous run cleared."""
+    conn = sqlite_walvfs.connect(path, isolation_level=None, check_same_thread=True)
     try:
         conn.row_factory = sqlite3.Row
         conn.execute("PRAGMA busy_timeout = 5000")
