@@ -29,6 +29,7 @@
 #define VFS_NAME "rtc-wal"
 #define FRAME_HEADER 24
 #define MAX_RUN (8 * 1024 * 1024) /* a longer run goes out before it grows further */
+#define KEEP_CAP (1024 * 1024)   /* a buffer grown past this is freed once its run went out */
 #define MAX_WRITE (31 * 4096)     /* the unix VFS writes at most 128 KB - 1 per call (nBuf & 0x1ffff) */
 
 typedef struct {
@@ -59,6 +60,11 @@ static int flush_run(WalFile *p) {
         int rc = p->real->pMethods->xWrite(p->real, p->run + at, amt, p->start + at);
         if (rc != SQLITE_OK) return rc;
         at += amt;
+    }
+    if (p->cap > KEEP_CAP) { /* a large transaction's buffer is not kept for the small ones */
+        sqlite3_free(p->run);
+        p->run = NULL;
+        p->cap = 0;
     }
     return SQLITE_OK;
 }

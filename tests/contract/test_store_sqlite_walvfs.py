@@ -27,7 +27,9 @@ from signaling.storage import sqlite_walvfs
 REPO = Path(__file__).resolve().parents[2]
 
 
-def open_pair(tmp: Path, sync: str = "FULL", cache_pages: int = 2000) -> tuple[sqlite3.Connection, sqlite3.Connection]:
+def open_pair(
+    tmp: Path, sync: str = "FULL", cache_pages: int = 2000
+) -> tuple[sqlite3.Connection, sqlite3.Connection]:
     """The same schema twice: through the shim, and on the default VFS."""
     conns = []
     for name, connect in (("shim", sqlite_walvfs.connect), ("plain", sqlite3.connect)):
@@ -72,7 +74,11 @@ def test_a_commit_is_visible_to_others_when_it_returns(tmp_path: Path, sync: str
         shim.execute("COMMIT")
         assert reader.execute("SELECT count(*), max(k) FROM t").fetchone() == (k + 1, k)
     other = subprocess.run(
-        [sys.executable, "-c", f"import sqlite3; print(sqlite3.connect({path!r}).execute('SELECT count(*) FROM t').fetchone()[0])"],
+        [
+            sys.executable,
+            "-c",
+            f"import sqlite3; print(sqlite3.connect({path!r}).execute('SELECT count(*) FROM t').fetchone()[0])",
+        ],
         capture_output=True,
         text=True,
         check=True,
@@ -89,7 +95,9 @@ def run_ops(conn: sqlite3.Connection, ops: list[tuple[str, int, int, bool]]) -> 
         for j in range(1 + size // 2000):
             key = (k + j * 37) % 400
             if kind == "put":
-                conn.execute("INSERT OR REPLACE INTO t VALUES (?, ?, ?)", (key, rng.randbytes(size), f"w{key % 13}"))
+                conn.execute(
+                    "INSERT OR REPLACE INTO t VALUES (?, ?, ?)", (key, rng.randbytes(size), f"w{key % 13}")
+                )
             elif kind == "bump":
                 conn.execute("UPDATE t SET w = w || 'x', v = substr(v, 1, ?) WHERE k >= ?", (size, key))
             else:
@@ -124,6 +132,22 @@ def test_the_same_database_as_the_default_vfs(tmp_path_factory: pytest.TempPathF
     shim.close()
     reopened = sqlite3.connect(str(tmp / "shim.sqlite3"))
     assert dump(reopened) == dump(plain)
+
+
+def test_a_transaction_larger_than_the_buffer(tmp_path: Path) -> None:
+    """20 MB in one transaction: runs of at most 8 MB, the buffer freed after it, the same rows."""
+    shim, plain = open_pair(tmp_path)
+    rng = random.Random(11)
+    rows = [(k, rng.randbytes(50_000), f"w{k}") for k in range(400)]
+    for conn in (shim, plain):
+        conn.execute("BEGIN IMMEDIATE")
+        conn.executemany("INSERT INTO t VALUES (?, ?, ?)", rows)
+        conn.execute("COMMIT")
+        conn.execute("BEGIN IMMEDIATE")
+        conn.execute("INSERT INTO t VALUES (?, ?, ?)", (1000, b"small", "after"))
+        conn.execute("COMMIT")
+    assert dump(shim) == dump(plain)
+    assert shim.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
 
 
 WRITER = textwrap.dedent(
