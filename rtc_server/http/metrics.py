@@ -167,6 +167,25 @@ def _store_families(out: Exposition, store: object) -> None:
         "Operations the SQLite store's writer ran (reads and writes, failed ones included).",
         [({}, stats.operations)],
     )
+    out.family(
+        "rtc_store_wal_writes_combined",
+        "gauge",
+        "1 when the SQLite writer combines its WAL writes (the _walvfs C extension is built and in use).",
+        [({}, int(stats.wal_combined))],
+    )
+    if stats.wal_combined:
+        out.family(
+            "rtc_store_wal_writes_total",
+            "counter",
+            "WAL writes SQLite made (two a page: the frame's header, then the page).",
+            [({}, stats.wal_writes)],
+        )
+        out.family(
+            "rtc_store_wal_write_calls_total",
+            "counter",
+            "Write system calls those WAL writes took once combined (one or a few a commit).",
+            [({}, stats.wal_write_calls)],
+        )
     pid = getattr(store, "writer_pid", None)
     rss = _statm_rss_bytes(pid) if pid is not None else None
     if rss is not None:

@@ -41,6 +41,23 @@ class WorkerStats:
     """Operations run, failed ones included."""
     reruns: int = 0
     """Batches run a second time, with a savepoint per write, because a write failed in the first run."""
+    wal_combined: bool = False
+    """The writer's connection combines its WAL writes (:mod:`~signaling.storage.sqlite_walvfs`)."""
+    wal_writes: int = 0
+    """WAL writes SQLite made through the combining VFS (0 without it)."""
+    wal_write_calls: int = 0
+    """The writes the combining VFS made of them (one or a few a commit)."""
+
+    def counters(self) -> tuple[int, int, int, bool, int, int]:
+        """Every field, in order (what the writer process sends with each batch's outcomes)."""
+        return (
+            self.batches,
+            self.operations,
+            self.reruns,
+            self.wal_combined,
+            self.wal_writes,
+            self.wal_write_calls,
+        )
 
 
 @dataclass(slots=True)
@@ -92,6 +109,8 @@ def open_connection(path: str, node_id: str | None) -> sqlite3.Connection:
         s.migrate(conn)
         if node_id is not None:
             conn.execute("DELETE FROM presence WHERE node_id = ?", (node_id,))  # stale: our previous run
+        if not sqlite_walvfs.active and path != ":memory:":
+            log.info("sqlite: WAL writes go one by one (the _walvfs extension is not built or not usable)")
     except BaseException:
         conn.close()
         raise
@@ -144,6 +163,8 @@ def _run_batch(conn: sqlite3.Connection, batch: list[Job], stats: WorkerStats) -
             conn.execute("COMMIT")
         except sqlite3.Error as exc:
             broken = exc
+    stats.wal_combined = sqlite_walvfs.active
+    stats.wal_writes, stats.wal_write_calls = sqlite_walvfs.stats()
     if broken is not None or outcomes is None:
         log.error("sqlite: batch of %d lost: %s", len(batch), broken)
         return _abandon(conn, batch, Unavailable(f"the store could not commit: {broken}"))

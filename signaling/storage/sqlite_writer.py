@@ -107,11 +107,11 @@ def serve(sock: socket.socket, path: str, node_id: str, max_batch: int) -> None:
                     else:
                         jobs.append(Job(fn, args, write, number))
             if refused:
-                _send(sock, ("done", refused, (stats.batches, stats.operations, stats.reruns)))
+                _send(sock, ("done", refused, stats.counters()))
             if jobs:  # one batch, then read what arrived meanwhile: it joins the next one
                 batch = [jobs.popleft() for _ in range(min(max_batch, len(jobs)))]
                 outcomes = run_batch(conn, batch, stats)
-                _send(sock, ("done", outcomes, (stats.batches, stats.operations, stats.reruns)))
+                _send(sock, ("done", outcomes, stats.counters()))
             elif ending:
                 break
     finally:

@@ -67,6 +67,9 @@ async def test_metrics_exposition(hub: Hub) -> None:
     assert samples["rtc_agents_online"] == 1
     assert samples["rtc_store_operations_total"] >= samples["rtc_store_commits_total"] > 0
     assert samples["rtc_store_writer_resident_memory_bytes"] > 1_000_000  # the writer process
+    assert samples["rtc_store_wal_writes_combined"] == 1  # the C extension is built (make system-deps)
+    # two WAL writes a page, far fewer system calls: one or a few a commit
+    assert 0 < samples["rtc_store_wal_write_calls_total"] < samples["rtc_store_wal_writes_total"]
     bucket = 'rtc_http_request_duration_seconds_bucket{route="/api/auth/login",le="+Inf"}'
     assert samples[bucket] == samples['rtc_http_request_duration_seconds_count{route="/api/auth/login"}']
     assert "# TYPE rtc_http_request_duration_seconds histogram" in text
