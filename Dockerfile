@@ -16,9 +16,12 @@ WORKDIR /app
 COPY pyproject.toml README.md ./
 COPY signaling/ signaling/
 COPY rtc_server/ rtc_server/
-# gcc and SQLite's headers build the WAL write shim (signaling/storage/_walvfs.c), then leave the image
+# gcc and SQLite's headers build the WAL write shim (signaling/storage/_walvfs.c), then leave the image;
+# so do the sources: the installed package (with the shim) is the one every process imports, the SQLite
+# writer's `python -m` from this working directory included
 RUN apt-get update && apt-get install -y --no-install-recommends gcc libc6-dev libsqlite3-dev \
     && pip install --no-cache-dir '.[fast]' \
+    && rm -rf signaling rtc_server build \
     && python -c "import signaling.storage._walvfs" \
     && apt-get purge -y gcc libc6-dev libsqlite3-dev && rm -rf /var/lib/apt/lists/*
 COPY --from=web /src/web/dist /app/web/dist
