@@ -13,7 +13,10 @@
  * - before xSync (then the sync: FULL's durability is unchanged), xRead, xFileSize, xTruncate,
  *   xFileControl and xClose.
  * A run that fails to go out is dropped and its error returned: SQLite then rolls the transaction
- * back, and frames it never wrote are as absent as frames it wrote without a valid commit.
+ * back, and frames it never wrote are as absent as frames it wrote without a valid commit. What is
+ * still buffered when the connection releases the WAL's write lock (in its database file's xShmLock)
+ * is a rolled-back transaction's: it is dropped, so that it can never land later over the frames of
+ * another connection's commit.
  * Other files (the database, journals, the wal-index) go straight to the default VFS.
  *
  * register() adds the VFS "rtc-wal" to the SQLite library this process shares with Python's sqlite3
@@ -32,16 +35,19 @@
 #define KEEP_CAP (1024 * 1024)   /* a buffer grown past this is freed once its run went out */
 #define MAX_WRITE (31 * 4096)     /* the unix VFS writes at most 128 KB - 1 per call (nBuf & 0x1ffff) */
 
-typedef struct {
+typedef struct WalFile WalFile;
+struct WalFile {
     sqlite3_file base;
     sqlite3_file *real;   /* the default VFS's file, allocated right after this struct */
+    WalFile *wal;         /* a database file: its connection's WAL file, while open */
+    WalFile *db;          /* a WAL file: its connection's database file, while open */
     int combine;          /* a WAL file */
     int commit_page_next; /* the last write was a commit frame's header */
     unsigned char *run;
     sqlite3_int64 start;  /* file offset of run[0] */
     sqlite3_int64 len;
     sqlite3_int64 cap;
-} WalFile;
+};
 
 static sqlite3_vfs *parent;
 static sqlite3_vfs shim;
@@ -71,6 +77,8 @@ static int flush_run(WalFile *p) {
 
 static int w_close(sqlite3_file *f) {
     WalFile *p = (WalFile *)f;
+    if (p->db != NULL) p->db->wal = NULL;
+    if (p->wal != NULL) p->wal->db = NULL;
     int rc = flush_run(p);
     int rc2 = p->real->pMethods->xClose(p->real);
     sqlite3_free(p->run);
@@ -162,6 +170,14 @@ static int w_shm_map(sqlite3_file *f, int pg, int pgsz, int extend, void volatil
     return REAL(f)->pMethods->xShmMap(REAL(f), pg, pgsz, extend, out);
 }
 static int w_shm_lock(sqlite3_file *f, int offset, int n, int flags) {
+    WalFile *wal = ((WalFile *)f)->wal;
+    if (wal != NULL && offset == 0 && flags == (SQLITE_SHM_UNLOCK | SQLITE_SHM_EXCLUSIVE)) {
+        /* The write lock (wal.c's WAL_WRITE_LOCK, slot 0) is released: the transaction ended. A commit
+         * sent its run at its commit frame, so what is still buffered belongs to a rolled-back one: it
+         * is dropped, never written later over frames that another connection may commit meanwhile. */
+        wal->len = 0;
+        wal->commit_page_next = 0;
+    }
     return REAL(f)->pMethods->xShmLock(REAL(f), offset, n, flags);
 }
 static void w_shm_barrier(sqlite3_file *f) { REAL(f)->pMethods->xShmBarrier(REAL(f)); }
@@ -190,6 +206,13 @@ static int v_open(sqlite3_vfs *vfs, sqlite3_filename name, sqlite3_file *f, int 
     int version = p->real->pMethods->iVersion;
     p->base.pMethods = &methods[(version < 1 ? 1 : version > 3 ? 3 : version) - 1];
     p->combine = (flags & SQLITE_OPEN_WAL) != 0;
+    if (p->combine && name != NULL) { /* pair it with its database file (opened through this VFS too) */
+        sqlite3_file *db = sqlite3_database_file_object(name);
+        if (db != NULL && db->pMethods >= &methods[0] && db->pMethods <= &methods[2]) {
+            p->db = (WalFile *)db;
+            p->db->wal = p;
+        }
+    }
     return rc;
 }
 

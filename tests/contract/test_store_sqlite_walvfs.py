@@ -134,6 +134,34 @@ def test_the_same_database_as_the_default_vfs(tmp_path_factory: pytest.TempPathF
     assert dump(reopened) == dump(plain)
 
 
+def test_a_rolled_back_transaction_never_lands_over_another_commit(tmp_path: Path) -> None:
+    """A transaction that spilled frames into the buffer and rolled back, then another connection's
+    commit at the same place of the WAL (it starts over after a TRUNCATE checkpoint): the first
+    connection's next read must not write the rolled-back frames over that commit."""
+    path = str(tmp_path / "two.sqlite3")
+    shim = sqlite_walvfs.connect(path, isolation_level=None)
+    shim.execute("PRAGMA journal_mode = WAL")
+    shim.execute("PRAGMA cache_size = 10")
+    shim.execute("PRAGMA wal_autocheckpoint = 0")
+    shim.execute("CREATE TABLE t (k INTEGER PRIMARY KEY, v BLOB)")
+    shim.execute("INSERT INTO t VALUES (-1, x'00')")
+    assert shim.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()[0] == 0
+    other = sqlite3.connect(path, isolation_level=None)  # the default VFS: the sqlite3 CLI, say
+    shim.execute("BEGIN IMMEDIATE")
+    for k in range(200):
+        shim.execute("INSERT INTO t VALUES (?, ?)", (k, os.urandom(3000)))
+    shim.execute("ROLLBACK")
+    other.execute("BEGIN IMMEDIATE")
+    other.executemany("INSERT INTO t VALUES (?, ?)", [(1000 + k, b"b" * 3000) for k in range(50)])
+    other.execute("COMMIT")
+    assert shim.execute("SELECT count(*) FROM t").fetchone()[0] == 51
+    for conn in (shim, other):
+        conn.close()
+    fresh = sqlite3.connect(path)
+    assert fresh.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+    assert fresh.execute("SELECT count(*), sum(length(v)) FROM t").fetchone() == (51, 150_001)
+
+
 def test_a_transaction_larger_than_the_buffer(tmp_path: Path) -> None:
     """20 MB in one transaction: runs of at most 8 MB, the buffer freed after it, the same rows."""
     shim, plain = open_pair(tmp_path)
