@@ -63,6 +63,21 @@ def test_the_shim_is_built_and_used(tmp_path: Path) -> None:
     assert made <= frames * 4120 // (31 * 4096) + 2  # at most 124 KB a write (and the WAL's header)
 
 
+def test_a_vfs_the_sqlite3_module_cannot_find_falls_back(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A Python whose ``sqlite3`` carries its own SQLite does not see the VFS registered in the system's:
+    the connection opens on the default VFS, says so once, and works."""
+    monkeypatch.setattr(sqlite_walvfs, "VFS", "rtc-wal-elsewhere")
+    monkeypatch.setattr(sqlite_walvfs, "active", True)
+    conn = sqlite_walvfs.connect(str(tmp_path / "fallback.sqlite3"), isolation_level=None)
+    assert sqlite_walvfs.active is False
+    assert "not in the sqlite3 module's SQLite" in caplog.text
+    conn.execute("CREATE TABLE t (k)")
+    conn.execute("INSERT INTO t VALUES (1)")
+    assert conn.execute("SELECT k FROM t").fetchone() == (1,)
+
+
 @pytest.mark.parametrize("sync", ["FULL", "NORMAL"])
 def test_a_commit_is_visible_to_others_when_it_returns(tmp_path: Path, sync: str) -> None:
     shim, _ = open_pair(tmp_path, sync)
