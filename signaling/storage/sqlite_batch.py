@@ -109,7 +109,7 @@ def open_connection(path: str, node_id: str | None) -> sqlite3.Connection:
         s.migrate(conn)
         if node_id is not None:
             conn.execute("DELETE FROM presence WHERE node_id = ?", (node_id,))  # stale: our previous run
-        if not sqlite_walvfs.active and path != ":memory:":
+        if sqlite_walvfs.VFS is None and path != ":memory:":
             log.info("sqlite: WAL writes go one by one (the _walvfs extension is not built or not usable)")
     except BaseException:
         conn.close()
@@ -163,7 +163,7 @@ def _run_batch(conn: sqlite3.Connection, batch: list[Job], stats: WorkerStats) -
             conn.execute("COMMIT")
         except sqlite3.Error as exc:
             broken = exc
-    stats.wal_combined = sqlite_walvfs.active
+    stats.wal_combined = sqlite_walvfs.VFS is not None
     stats.wal_writes, stats.wal_write_calls = sqlite_walvfs.stats()
     if broken is not None or outcomes is None:
         log.error("sqlite: batch of %d lost: %s", len(batch), broken)

@@ -8,19 +8,17 @@ of up to 124 KB per call, before SQLite publishes the commit and before its fsyn
 checkpointer, another process) need nothing.
 
 The shim is an optional C extension: without a compiler, or with a Python whose ``sqlite3`` module
-carries its own copy of SQLite (the VFS would land in another library), the connection opens on the
-default VFS, as before, and :data:`active` says so.
+carries its own copy of SQLite (the VFS would land in another library), :data:`VFS` is None and
+connections open on the default VFS, as before. SQLite's registry of VFSes is the process's own, so
+this is decided once, when the module is imported.
 """
 
 from __future__ import annotations
 
-import logging
 import sqlite3
 import urllib.parse
 from types import ModuleType
 from typing import Any
-
-log = logging.getLogger("signaling.storage.sqlite")
 
 _walvfs: ModuleType | None
 try:
@@ -28,29 +26,32 @@ try:
 except ImportError:  # not built: the default VFS
     _walvfs = None
 
-VFS: str | None = _walvfs.register() if _walvfs is not None else None
-active = VFS is not None
-"""The last connection opened here combines its WAL writes (False once SQLite did not find the VFS)."""
+
+def usable(name: str) -> bool:
+    """Whether Python's ``sqlite3`` finds the VFS ``name`` (not when it carries its own SQLite)."""
+    try:
+        sqlite3.connect(f"file::memory:?vfs={name}", uri=True).close()
+    except sqlite3.OperationalError:
+        return False
+    return True
+
+
+def _register() -> str | None:
+    if _walvfs is None:
+        return None
+    name = _walvfs.register()
+    return name if usable(name) else None
+
+
+VFS: str | None = _register()
+"""The VFS the writer's connection opens through ("rtc-wal"), or None (see the module's text)."""
 
 
 def connect(path: str, **kwargs: Any) -> sqlite3.Connection:
-    """``sqlite3.connect(path, **kwargs)``, through the "rtc-wal" VFS when it is registered in the
-    SQLite library that Python's ``sqlite3`` uses."""
-    global active
+    """``sqlite3.connect(path, **kwargs)``, through :data:`VFS` when there is one."""
     if VFS is None or path == ":memory:" or path.startswith("file:"):
         return sqlite3.connect(path, **kwargs)
-    uri = f"file:{urllib.parse.quote(path)}?vfs={VFS}"
-    try:
-        conn = sqlite3.connect(uri, uri=True, **kwargs)
-    except sqlite3.OperationalError as exc:
-        if "no such vfs" not in str(exc):
-            raise
-        if active:
-            log.warning("sqlite: the WAL write shim is not in the sqlite3 module's SQLite: %s", exc)
-        active = False
-        return sqlite3.connect(path, **kwargs)
-    active = True
-    return conn
+    return sqlite3.connect(f"file:{urllib.parse.quote(path)}?vfs={VFS}", uri=True, **kwargs)
 
 
 def stats() -> tuple[int, int]:

@@ -51,7 +51,6 @@ def test_the_shim_is_built_and_used(tmp_path: Path) -> None:
     """`make test` installs a compiler and SQLite's headers, so the shim must be there and in use."""
     assert sqlite_walvfs.VFS == "rtc-wal"
     shim, _ = open_pair(tmp_path)
-    assert sqlite_walvfs.active
     before = sqlite_walvfs.stats()
     shim.execute("BEGIN IMMEDIATE")
     for k in range(400):
@@ -63,19 +62,21 @@ def test_the_shim_is_built_and_used(tmp_path: Path) -> None:
     assert made <= frames * 4120 // (31 * 4096) + 2  # at most 124 KB a write (and the WAL's header)
 
 
-def test_a_vfs_the_sqlite3_module_cannot_find_falls_back(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+def test_without_the_vfs_connections_open_on_the_default_one(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """A Python whose ``sqlite3`` carries its own SQLite does not see the VFS registered in the system's:
-    the connection opens on the default VFS, says so once, and works."""
-    monkeypatch.setattr(sqlite_walvfs, "VFS", "rtc-wal-elsewhere")
-    monkeypatch.setattr(sqlite_walvfs, "active", True)
-    conn = sqlite_walvfs.connect(str(tmp_path / "fallback.sqlite3"), isolation_level=None)
-    assert sqlite_walvfs.active is False
-    assert "not in the sqlite3 module's SQLite" in caplog.text
+    """A Python whose ``sqlite3`` carries its own SQLite does not see a VFS registered in the system's
+    library: the module finds that out once (``usable``), and then connects on the default VFS."""
+    assert sqlite_walvfs.usable("rtc-wal")
+    assert not sqlite_walvfs.usable("rtc-wal-elsewhere")
+    monkeypatch.setattr(sqlite_walvfs, "VFS", None)
+    before = sqlite_walvfs.stats()
+    conn = sqlite_walvfs.connect(str(tmp_path / "plain.sqlite3"), isolation_level=None)
+    conn.execute("PRAGMA journal_mode = WAL")
     conn.execute("CREATE TABLE t (k)")
     conn.execute("INSERT INTO t VALUES (1)")
     assert conn.execute("SELECT k FROM t").fetchone() == (1,)
+    assert sqlite_walvfs.stats() == before  # nothing went through the shim
 
 
 @pytest.mark.parametrize("sync", ["FULL", "NORMAL"])
