@@ -1,10 +1,12 @@
 """The writer's WAL writes combined (``signaling/storage/_walvfs.c`` through
 :mod:`~signaling.storage.sqlite_walvfs`): the same database as SQLite's default VFS gives, commits
 visible to other connections and processes as soon as they return (``synchronous`` FULL or NORMAL),
-frames rewritten and read back within a transaction (a small page cache spills), rollbacks, a writer
-killed mid-transaction, and a disk that fills up.
+frames rewritten and read back within a transaction (a small page cache spills), rollbacks (and
+another connection's commit after one), a transaction larger than the buffer, a writer killed
+mid-transaction, a disk that fills up, and the default VFS when the shim cannot be used.
 
-Each case runs on the real file and its real WAL; a twin on SQLite's default VFS is the reference.
+Each case runs on the real file and its real WAL; where it applies, a twin on SQLite's default VFS is
+the reference.
 """
 
 from __future__ import annotations
