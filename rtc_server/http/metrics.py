@@ -151,7 +151,8 @@ def _statm_rss_bytes(pid: int | str) -> int | None:
 
 def _store_families(out: Exposition, store: object) -> None:
     """The embedded store's writer: its commits (group commit: one fsync each), the operations they
-    carried, and the writer process's memory. Nothing for a store without them (Redis)."""
+    carried, whether its WAL writes are combined (and how many writes became how many calls), and the
+    writer process's memory. Nothing for a store without them (Redis)."""
     stats = getattr(store, "stats", None)
     if stats is None:
         return

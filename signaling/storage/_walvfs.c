@@ -21,7 +21,7 @@
  *
  * register() adds the VFS "rtc-wal" to the SQLite library this process shares with Python's sqlite3
  * module (a database opened as "file:PATH?vfs=rtc-wal"); stats() counts the writes it received and
- * the writes it made, for the tests.
+ * the writes it made (the writer's /metrics and the tests).
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
