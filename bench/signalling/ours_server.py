@@ -154,6 +154,9 @@ async def serve(args: argparse.Namespace) -> None:
                 "publish_failures": getattr(app[app_module.SIO].manager, "publish_failures", failures.count),
                 "store_batches": getattr(worker, "batches", 0),
                 "store_operations": getattr(worker, "operations", 0),
+                # the store's latency histograms (counts per bucket of LATENCY_BOUNDS), as /metrics has them
+                "store_commits": list(worker.commits.counts) if worker is not None else None,
+                "store_writes": list(store.writes.counts) if hasattr(store, "writes") else None,
             }
         )
 

@@ -36,6 +36,11 @@ def rows(results: dict[str, Any], headline_rate: int = 3000, low_rate: int = 500
         r = _rate(results, name, headline_rate)
         return None if r is None else r[kind][p]
 
+    def store(name: str, field: str) -> float | None:
+        """From the store's histograms (ours only): where a durable write's time went."""
+        r = _rate(results, name, headline_rate)
+        return None if r is None else (r.get("store") or {}).get(field)
+
     def each(fn: Any) -> dict[str, float | None]:
         return {t: fn(t) for t in TARGETS}
 
@@ -58,6 +63,22 @@ def rows(results: dict[str, Any], headline_rate: int = 3000, low_rate: int = 500
         (f"1:1 at {headline_rate} msg/s: end-to-end p99, ms", each(lambda t: lat(t, "e2e", "p99_ms"))),
         (f"1:1 at {headline_rate} msg/s: ack p50, ms", each(lambda t: lat(t, "ack", "p50_ms"))),
         (f"1:1 at {headline_rate} msg/s: ack p99, ms", each(lambda t: lat(t, "ack", "p99_ms"))),
+        (
+            f"1:1 at {headline_rate} msg/s: store writes, submit to outcome (in the server), p50, ms",
+            each(lambda t: store(t, "write_p50_ms")),
+        ),
+        (
+            f"1:1 at {headline_rate} msg/s: store writes, submit to outcome (in the server), p99, ms",
+            each(lambda t: store(t, "write_p99_ms")),
+        ),
+        (
+            f"1:1 at {headline_rate} msg/s: the writer's commits (WAL write and fsync), p50, ms",
+            each(lambda t: store(t, "commit_p50_ms")),
+        ),
+        (
+            f"1:1 at {headline_rate} msg/s: the writer's commits (WAL write and fsync), p99, ms",
+            each(lambda t: store(t, "commit_p99_ms")),
+        ),
         (
             f"1:1 at {headline_rate} msg/s: messages not answered within the drain",
             each(lambda t: (_rate(results, t, headline_rate) or {}).get("lost")),

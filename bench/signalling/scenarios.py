@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.signalling.procs import REPO, LoadGen, Redis, Server, python, rss_kb, settle
+from signaling.storage.sqlite_batch import LATENCY_BOUNDS
 
 
 @dataclass(frozen=True)
@@ -180,7 +181,8 @@ def finish_target(t: Running, closed: dict[str, Any], plan: Plan, log_dir: Path,
     result = TargetResult(t.name, LABELS[t.name])
     result.steps["closed"] = closed
     try:
-        result.steps["rates"] = _rates(t.gen, t.pids, plan, t.name, say)
+        stats = t.server if t.name in ("ours", "stock") else None
+        result.steps["rates"] = _rates(t.gen, t.pids, plan, t.name, say, stats)
         t.gen.run({"cmd": "close_all"})
         result.steps["fanout"] = _fanout(t.gen, t.base, t.pids, plan, t.name, say)
         t.gen.run({"cmd": "close_all"})
@@ -206,15 +208,21 @@ def run_idle(name: str, data_dir: Path, plan: Plan, log_dir: Path, say: Any) -> 
         server.stop()
 
 
-def _rates(gen: LoadGen, pids: list[int], plan: Plan, name: str, say: Any) -> list[dict[str, Any]]:
-    """1:1 conversations at fixed rates (the latency-against-load curve)."""
+def _rates(
+    gen: LoadGen, pids: list[int], plan: Plan, name: str, say: Any, server: Server | None = None
+) -> list[dict[str, Any]]:
+    """1:1 conversations at fixed rates (the latency-against-load curve). With ``server`` (ours), each step
+    also reports where its writes' time went, from the store's latency histograms."""
     rates: list[dict[str, Any]] = []
     for rate in plan.rates:
         if rate > 3000 and rates and (rates[-1]["lost"] or (rates[-1]["e2e"]["p50_ms"] or 0) > 1000):
             say(f"  {name}: saturated below {rate} msg/s; higher rates skipped")
             break
         settle(pids)
+        before = _stats(server) if server is not None else None
         r = gen.run({"cmd": "rate", "rate": rate, "seconds": plan.rate_s, "drain_s": plan.drain_s}, pids)
+        if before is not None and server is not None:
+            r["store"] = _store_latencies(before, _stats(server))
         r["server_cpu_share"] = r["server_cpu_s"] / max(1e-9, r["wall_s"])
         # per message only when the server kept up (otherwise the step's CPU is not the messages' CPU)
         r["cpu_us_per_msg"] = r["server_cpu_s"] * 1e6 / r["done"] if r["done"] >= 0.95 * r["sent"] else None
@@ -222,6 +230,12 @@ def _rates(gen: LoadGen, pids: list[int], plan: Plan, name: str, say: Any) -> li
         say(
             f"  {name}: {rate} msg/s -> e2e p50 {_ms(r['e2e']['p50_ms'])} p99 {_ms(r['e2e']['p99_ms'])}"
             f", ack p99 {_ms(r['ack']['p99_ms'])}, lost {r['lost']}"
+            + (
+                f"; store write p50 {_ms(r['store'].get('write_p50_ms'))} p99 {_ms(r['store'].get('write_p99_ms'))}"
+                f", commit p50 {_ms(r['store'].get('commit_p50_ms'))} p99 {_ms(r['store'].get('commit_p99_ms'))}"
+                if r.get("store")
+                else ""
+            )
         )
     return rates
 
@@ -330,5 +344,37 @@ def _stats(server: Server) -> dict[str, Any]:
         return dict(json.loads(resp.read()))
 
 
+def _store_latencies(before: dict[str, Any], after: dict[str, Any]) -> dict[str, Any]:
+    """p50 and p99 (ms) of the store's writes and commits between two ``/__bench/stats`` readings, from
+    their histograms (linear within a bucket, as Prometheus' ``histogram_quantile``)."""
+    out: dict[str, Any] = {}
+    for key, label in (("store_writes", "write"), ("store_commits", "commit")):
+        if before.get(key) is None or after.get(key) is None:
+            continue
+        counts = [b - a for a, b in zip(before[key], after[key], strict=True)]
+        out[f"{label}s"] = sum(counts)
+        for p in (50, 99):
+            q = histogram_quantile(p / 100, counts)
+            out[f"{label}_p{p}_ms"] = None if q is None else q * 1000
+    return out
+
+
+def histogram_quantile(q: float, counts: list[int]) -> float | None:
+    """The ``q`` quantile (seconds) of observations counted per bucket of ``LATENCY_BOUNDS`` (the last
+    bucket: past the last bound, reported as that bound); None without observations."""
+    total = sum(counts)
+    if not total:
+        return None
+    rank, seen = q * total, 0
+    for i, count in enumerate(counts):
+        if count and seen + count >= rank:
+            if i == len(LATENCY_BOUNDS):
+                return LATENCY_BOUNDS[-1]
+            low = LATENCY_BOUNDS[i - 1] if i else 0.0
+            return low + (LATENCY_BOUNDS[i] - low) * (rank - seen) / count
+        seen += count
+    return LATENCY_BOUNDS[-1]
+
+
 def _ms(value: float | None) -> str:
-    return "-" if value is None else f"{value:.1f} ms"
+    return "-" if value is None else f"{value:.2f} ms" if value < 1 else f"{value:.1f} ms"

@@ -14,6 +14,7 @@ import sys
 import time
 from collections import Counter, defaultdict
 from collections.abc import Awaitable, Callable, Iterable
+from typing import TYPE_CHECKING
 
 from aiohttp import web
 
@@ -21,6 +22,9 @@ from rtc_server.app import CONFIG, SERVICES, STORE
 from rtc_server.http import sockets
 from rtc_server.http.ratelimit import LIMITS, REFUSAL_KINDS
 from signaling.domain.errors import DomainError
+
+if TYPE_CHECKING:
+    from signaling.storage.sqlite_batch import Latencies
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 #: Upper bounds (seconds) of the HTTP latency histogram.
@@ -187,6 +191,21 @@ def _store_families(out: Exposition, store: object) -> None:
             "Write system calls those WAL writes took once combined (one or a few a commit).",
             [({}, stats.wal_write_calls)],
         )
+    _latency_family(
+        out,
+        "rtc_store_commit_duration_seconds",
+        "How long the SQLite writer's commits took: the transaction written to the WAL and fsynced.",
+        stats.commits,
+    )
+    writes = getattr(store, "writes", None)
+    if writes is not None:
+        _latency_family(
+            out,
+            "rtc_store_write_duration_seconds",
+            "How long writes to the SQLite store took as the server saw them, from submit to outcome: the"
+            " wait for the writer, its batch and commit (what a message's ack waits for).",
+            writes,
+        )
     pid = getattr(store, "writer_pid", None)
     rss = _statm_rss_bytes(pid) if pid is not None else None
     if rss is not None:
@@ -196,6 +215,16 @@ def _store_families(out: Exposition, store: object) -> None:
             "Resident memory of the SQLite store's writer process.",
             [({}, rss)],
         )
+
+
+def _latency_family(out: Exposition, name: str, help_text: str, latencies: Latencies) -> None:
+    """One histogram family (no labels) from the store's :class:`Latencies`."""
+    samples: list[tuple[dict[str, str], float]] = [
+        ({"__suffix__": "_bucket", "le": _num(bound)}, count) for bound, count in latencies.cumulative()
+    ]
+    samples.append(({"__suffix__": "_sum"}, round(latencies.total, 6)))
+    samples.append(({"__suffix__": "_count"}, sum(latencies.counts)))
+    out.family(name, "histogram", help_text, samples, suffix_samples=True)
 
 
 async def metrics(request: web.Request) -> web.Response:

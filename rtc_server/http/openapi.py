@@ -390,7 +390,10 @@ def _paths() -> dict[str, Json]:
                 "(`rtc_rate_limited_total` by `kind`: `connects`, `events`, `http`), store health, the "
                 "embedded store's writer (`rtc_store_commits_total`, `rtc_store_operations_total`, "
                 "`rtc_store_writer_resident_memory_bytes`, `rtc_store_wal_writes_combined` and, when it is 1, "
-                "`rtc_store_wal_writes_total` and `rtc_store_wal_write_calls_total`), uptime, resident memory.",
+                "`rtc_store_wal_writes_total` and `rtc_store_wal_write_calls_total`; the histograms "
+                "`rtc_store_commit_duration_seconds`, each commit and its fsync, and "
+                "`rtc_store_write_duration_seconds`, each write from submit to outcome), uptime, resident "
+                "memory.",
             )
         },
     }

@@ -57,6 +57,7 @@ from signaling.storage import sqlite_ops_conversations as conversations
 from signaling.storage import sqlite_ops_directory as directory
 from signaling.storage import sqlite_rows as s
 from signaling.storage.base import ANY, AccessRule, AppendResult, ConversationCounts, ConversationQuery, _Any
+from signaling.storage.sqlite_batch import Latencies
 from signaling.storage.sqlite_ops_conversations import PREVIEW_CHARS
 from signaling.storage.sqlite_proc import SqliteProcessWorker
 from signaling.storage.sqlite_worker import SqliteWorker, WorkerStats
@@ -98,6 +99,10 @@ class SqliteStore:
         self.max_batch = max_batch
         self.writer = writer
         self._worker: SqliteWorker | SqliteProcessWorker | None = None
+        self.writes = Latencies()
+        """How long each write took as this process saw it, from its submit to its outcome (failed ones
+        included): the wait for the writer, its batch and commit, and the answer back (what a message's
+        ack waits for)."""
         self._locks: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
         self._conversations: dict[str, Conversation] = {}
 
@@ -132,7 +137,11 @@ class SqliteStore:
         return await self._submit(fn, *args, write=False)
 
     async def _write(self, fn: Callable[..., T], *args: Any) -> T:
-        return await self._submit(fn, *args, write=True)
+        started = time.monotonic()
+        try:
+            return await self._submit(fn, *args, write=True)
+        finally:
+            self.writes.observe(time.monotonic() - started)
 
     # -- life cycle -----------------------------------------------------------------------------------
 

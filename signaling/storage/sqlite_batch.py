@@ -19,8 +19,10 @@ from __future__ import annotations
 import contextlib
 import logging
 import sqlite3
+import time
+from bisect import bisect_left
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from signaling.domain.errors import Conflict, NotFound, Unavailable
@@ -29,6 +31,34 @@ from signaling.storage import sqlite_walvfs
 from signaling.storage.sqlite_checkpoint import FALLBACK_PAGES
 
 log = logging.getLogger("signaling.storage.sqlite")  # one logger name for the whole SQLite store
+
+
+LATENCY_BOUNDS = (
+    0.0001, 0.00025, 0.0005, 0.001, 0.002, 0.003, 0.005, 0.0075, 0.01, 0.015, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+)  # fmt: skip
+"""Upper bounds (seconds) of the store's latency histograms: fine between 1 and 15 ms, where a commit's
+fsync and a write's wait for its batch fall."""
+
+
+@dataclass(slots=True)
+class Latencies:
+    """A latency histogram: ``counts[i]`` observations in ``(LATENCY_BOUNDS[i-1], LATENCY_BOUNDS[i]]`` (not
+    cumulative; the last one past the last bound), and the sum of all of them, in seconds."""
+
+    counts: list[int] = field(default_factory=lambda: [0] * (len(LATENCY_BOUNDS) + 1))
+    total: float = 0.0
+
+    def observe(self, seconds: float) -> None:
+        self.counts[bisect_left(LATENCY_BOUNDS, seconds)] += 1
+        self.total += seconds
+
+    def cumulative(self) -> list[tuple[float, int]]:
+        """``(upper bound, observations at or under it)``, the last bound ``inf`` (Prometheus' buckets)."""
+        out, running = [], 0
+        for bound, count in zip((*LATENCY_BOUNDS, float("inf")), self.counts, strict=True):
+            running += count
+            out.append((bound, running))
+        return out
 
 
 @dataclass(slots=True)
@@ -47,9 +77,13 @@ class WorkerStats:
     """WAL writes SQLite made through the combining VFS (0 without it)."""
     wal_write_calls: int = 0
     """The writes the combining VFS made of them (one or a few a commit)."""
+    commits: Latencies = field(default_factory=Latencies)
+    """How long each ``COMMIT`` took: the transaction written to the WAL and fsynced (the disk's part of
+    every write's wait)."""
 
-    def counters(self) -> tuple[int, int, int, bool, int, int]:
-        """Every field, in order (what the writer process sends with each batch's outcomes)."""
+    def counters(self) -> tuple[Any, ...]:
+        """Every field, in order, as plain values (what the writer process sends with each batch's
+        outcomes; :meth:`load` takes them back)."""
         return (
             self.batches,
             self.operations,
@@ -57,7 +91,23 @@ class WorkerStats:
             self.wal_combined,
             self.wal_writes,
             self.wal_write_calls,
+            tuple(self.commits.counts),
+            self.commits.total,
         )
+
+    def load(self, counters: tuple[Any, ...]) -> None:
+        """Take the values of :meth:`counters` (the store's copy of the writer process's stats)."""
+        (
+            self.batches,
+            self.operations,
+            self.reruns,
+            self.wal_combined,
+            self.wal_writes,
+            self.wal_write_calls,
+            counts,
+            self.commits.total,
+        ) = counters
+        self.commits.counts[:] = counts
 
 
 @dataclass(slots=True)
@@ -159,10 +209,12 @@ def _run_batch(conn: sqlite3.Connection, batch: list[Job], stats: WorkerStats) -
         else:
             outcomes, broken = _run_with_savepoints(conn, batch)
     if broken is None:
+        started = time.perf_counter()
         try:
             conn.execute("COMMIT")
         except sqlite3.Error as exc:
             broken = exc
+        stats.commits.observe(time.perf_counter() - started)
     stats.wal_combined = sqlite_walvfs.VFS is not None
     stats.wal_writes, stats.wal_write_calls = sqlite_walvfs.stats()
     if broken is not None or outcomes is None:

@@ -192,14 +192,7 @@ class SqliteProcessWorker:
         if kind == "done":
             for number, result, exc in message[1]:
                 self._settle(number, result, exc)
-            (
-                self.stats.batches,
-                self.stats.operations,
-                self.stats.reruns,
-                self.stats.wal_combined,
-                self.stats.wal_writes,
-                self.stats.wal_write_calls,
-            ) = message[2]
+            self.stats.load(message[2])
         elif kind == "ready":
             if self._starting is not None and not self._starting.done():
                 if message[1] is None:

@@ -26,6 +26,7 @@ from signaling.domain.models import Team
 from signaling.storage import sqlite_proc
 from signaling.storage.base import AppendResult
 from signaling.storage.sqlite import SqliteStore
+from signaling.storage.sqlite_batch import LATENCY_BOUNDS
 from tests.contract import writer_ops
 
 from .conftest import Seed
@@ -98,6 +99,30 @@ async def test_queued_appends_share_one_commit_in_the_writer_process(store: Sqli
     assert store.stats.batches == before + 2  # the gate's own batch (counted once it answered), then one
     assert sorted(r.message.seq for r in results) == list(range(1, 101))
     assert [m.body for m in await store.list_messages(conv.id)] == [f"m{i}" for i in range(100)]
+
+
+async def test_latencies_count_each_commit_and_each_writes_wait(store: SqliteStore, tmp_path: Path) -> None:
+    """Writes queued behind a busy writer count their whole wait (here the 0.05 s or more the gate holds
+    the writer), one observation each; the writer process reports one commit observation per batch, and
+    its stats reach the store's process with the batch's outcomes."""
+    seed = Seed(store)
+    conv = await seed.conversation()
+    gate = ProcessGate(store, tmp_path)
+    await gate.hold()
+    writes = list(store.writes.counts)
+    commits = list(store.stats.commits.counts)
+    tasks = await submitted(*(seed.message(conv.id, f"m{i}") for i in range(20)))
+    await gate.release()
+    await asyncio.gather(*tasks)
+    waited = [after - before for after, before in zip(store.writes.counts, writes, strict=True)]
+    assert sum(waited) == 20
+    slow = LATENCY_BOUNDS.index(0.05)  # the buckets past 0.025 s: each waited for the gate (0.05 s or more)
+    assert sum(waited[slow:]) == 20, waited
+    committed = [after - before for after, before in zip(store.stats.commits.counts, commits, strict=True)]
+    assert sum(committed) == 2  # the gate's own batch, then the 20 appends in one
+    assert store.stats.commits.total > 0
+    cumulative = store.stats.commits.cumulative()
+    assert cumulative[-1] == (float("inf"), sum(store.stats.commits.counts))
 
 
 async def test_a_failing_write_rolls_back_alone_in_the_writer_process(store: SqliteStore, tmp_path: Path) -> None:

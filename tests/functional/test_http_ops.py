@@ -47,7 +47,7 @@ async def scrape(hub: Hub) -> tuple[str, dict[str, float]]:
 
 async def test_metrics_exposition(hub: Hub) -> None:
     """Sockets per namespace, hub events by name, HTTP requests by route, store up and its writer's
-    commits and memory, uptime, RSS."""
+    commits, memory and latencies, uptime, RSS."""
     alice = await hub.agent("alice@example.com")
     customer = await hub.customer(name="M")
     await customer.ok("conversation.start", {"body": "hello"})
@@ -70,6 +70,11 @@ async def test_metrics_exposition(hub: Hub) -> None:
     assert samples["rtc_store_wal_writes_combined"] == 1  # the C extension is built (make system-deps)
     # two WAL writes a page, far fewer system calls: one or a few a commit
     assert 0 < samples["rtc_store_wal_write_calls_total"] < samples["rtc_store_wal_writes_total"]
+    # the store's latencies: every commit the writer process reported, and every write this process made
+    commits = histogram(samples, "rtc_store_commit_duration_seconds")
+    assert 0 < commits <= samples["rtc_store_commits_total"]
+    assert histogram(samples, "rtc_store_write_duration_seconds") >= 3  # visitor, conversation, message
+    assert "# TYPE rtc_store_commit_duration_seconds histogram" in text
     bucket = 'rtc_http_request_duration_seconds_bucket{route="/api/auth/login",le="+Inf"}'
     assert samples[bucket] == samples['rtc_http_request_duration_seconds_count{route="/api/auth/login"}']
     assert "# TYPE rtc_http_request_duration_seconds histogram" in text
@@ -79,6 +84,24 @@ async def test_metrics_exposition(hub: Hub) -> None:
         if samples['rtc_sockets_connected{namespace="/agent"}'] == 0:
             break
     assert samples['rtc_sockets_connected{namespace="/agent"}'] == 0
+
+
+def histogram(samples: dict[str, float], name: str) -> float:
+    """Check the unlabelled histogram ``name`` (buckets in order of their bounds, never decreasing, up to
+    ``+Inf`` which equals ``_count``, a positive ``_sum`` when anything was observed); its count."""
+    buckets = [
+        (float(key.split('le="')[1][:-2].replace("+Inf", "inf")), value)
+        for key, value in samples.items()
+        if key.startswith(name + "_bucket{")
+    ]
+    assert buckets, f"no {name} buckets"
+    bounds = [bound for bound, _ in buckets]
+    assert bounds == sorted(bounds) and bounds[-1] == float("inf")
+    counts = [count for _, count in buckets]
+    assert counts == sorted(counts), f"{name}: buckets are cumulative"
+    assert counts[-1] == samples[name + "_count"]
+    assert (samples[name + "_sum"] > 0) == (counts[-1] > 0)
+    return counts[-1]
 
 
 def app_routes(server: RunningServer) -> set[tuple[str, str]]:
