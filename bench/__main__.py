@@ -3,7 +3,9 @@
 Installs the Node pieces it needs with ``npm ci`` (the load generator and the Node socket.io baseline),
 then runs every scenario against our server, the Node socket.io 4.8 server and a bare aiohttp hub, and
 our server on two nodes over Redis; prints a table, writes ``bench/results/signalling.json`` and a chart
-``bench/results/signalling_latency.png``. ``--quick`` shrinks every size for a smoke run.
+``bench/results/signalling_latency.png``. ``--quick`` shrinks every size for a smoke run. It first
+measures what this machine charges for a system call, a loopback send, a wake-up between two processes
+and an fsync (:mod:`bench.signalling.machine`; about a second), the costs the absolute goals rest on.
 
 Every target is started and its 1:1 pairs set up first; the 1:1 closed loop then runs in rounds with the
 targets alternated (each target's figures: its median round), so that the CPU ratios, the headline
@@ -20,13 +22,14 @@ import platform
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from contextlib import ExitStack
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from bench.signalling import report
+from bench.signalling import machine, report
 from bench.signalling.procs import REPO
 from bench.signalling.scenarios import Plan, closed_alternated, finish_target, run_two_nodes, start_target
 
@@ -79,6 +82,9 @@ def main(argv: list[str] | None = None) -> int:
             "platform": platform.platform(),
         },
     }
+    with tempfile.TemporaryDirectory(prefix="bench-machine-") as probe_dir:  # where the servers' data go
+        results["machine"].update(machine.measure(Path(probe_dir)))
+    say(machine.summary(results["machine"]))
     names = [t.strip() for t in args.targets.split(",") if t.strip()]
     with ExitStack() as stack:
         say("set-up:")

@@ -5,6 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from bench.signalling import machine
+
 TARGETS = ("ours", "stock", "node", "aiohttp")
 NAMES = {
     "ours": "ours",
@@ -155,6 +157,10 @@ def table(results: dict[str, Any]) -> str:
     if flags:
         lines.append("")
         lines.append("Client-bound (the load generator's core was saturated): " + ", ".join(flags))
+    costs = machine.summary(results.get("machine") or {})
+    if costs:
+        lines.append("")
+        lines.append(costs)
     return "\n".join(lines)
 
 
