@@ -156,6 +156,7 @@ async def serve(args: argparse.Namespace) -> None:
                 "store_operations": getattr(worker, "operations", 0),
                 # the store's latency histograms (counts per bucket of LATENCY_BOUNDS), as /metrics has them
                 "store_commits": list(worker.commits.counts) if worker is not None else None,
+                "store_operations_waits": list(worker.waits.counts) if worker is not None else None,
                 "store_writes": list(store.writes.counts) if hasattr(store, "writes") else None,
             }
         )

@@ -74,6 +74,14 @@ def rows(results: dict[str, Any], headline_rate: int = 3000, low_rate: int = 500
             each(lambda t: store(t, "write_p99_ms")),
         ),
         (
+            f"1:1 at {headline_rate} msg/s: ... of which with the SQLite writer (sent to committed), p50, ms",
+            each(lambda t: store(t, "writer_p50_ms")),
+        ),
+        (
+            f"1:1 at {headline_rate} msg/s: ... of which with the SQLite writer (sent to committed), p99, ms",
+            each(lambda t: store(t, "writer_p99_ms")),
+        ),
+        (
             f"1:1 at {headline_rate} msg/s: the writer's commits (WAL write and fsync), p50, ms",
             each(lambda t: store(t, "commit_p50_ms")),
         ),

@@ -232,6 +232,8 @@ def _rates(
             f", ack p99 {_ms(r['ack']['p99_ms'])}, lost {r['lost']}"
             + (
                 f"; store write p50 {_ms(r['store'].get('write_p50_ms'))} p99 {_ms(r['store'].get('write_p99_ms'))}"
+                f", with the writer p50 {_ms(r['store'].get('writer_p50_ms'))}"
+                f" p99 {_ms(r['store'].get('writer_p99_ms'))}"
                 f", commit p50 {_ms(r['store'].get('commit_p50_ms'))} p99 {_ms(r['store'].get('commit_p99_ms'))}"
                 if r.get("store")
                 else ""
@@ -348,7 +350,7 @@ def _store_latencies(before: dict[str, Any], after: dict[str, Any]) -> dict[str,
     """p50 and p99 (ms) of the store's writes and commits between two ``/__bench/stats`` readings, from
     their histograms (linear within a bucket, as Prometheus' ``histogram_quantile``)."""
     out: dict[str, Any] = {}
-    for key, label in (("store_writes", "write"), ("store_commits", "commit")):
+    for key, label in (("store_writes", "write"), ("store_operations_waits", "writer"), ("store_commits", "commit")):
         if before.get(key) is None or after.get(key) is None:
             continue
         counts = [b - a for a, b in zip(before[key], after[key], strict=True)]

@@ -197,6 +197,13 @@ def _store_families(out: Exposition, store: object) -> None:
         "How long the SQLite writer's commits took: the transaction written to the WAL and fsynced.",
         stats.commits,
     )
+    _latency_family(
+        out,
+        "rtc_store_operation_duration_seconds",
+        "How long operations spent with the SQLite writer, from being handed over to their batch's outcome:"
+        " the batches before theirs, then their own and its commit.",
+        stats.waits,
+    )
     writes = getattr(store, "writes", None)
     if writes is not None:
         _latency_family(

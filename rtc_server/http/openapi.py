@@ -391,7 +391,8 @@ def _paths() -> dict[str, Json]:
                 "embedded store's writer (`rtc_store_commits_total`, `rtc_store_operations_total`, "
                 "`rtc_store_writer_resident_memory_bytes`, `rtc_store_wal_writes_combined` and, when it is 1, "
                 "`rtc_store_wal_writes_total` and `rtc_store_wal_write_calls_total`; the histograms "
-                "`rtc_store_commit_duration_seconds`, each commit and its fsync, and "
+                "`rtc_store_commit_duration_seconds`, each commit and its fsync, "
+                "`rtc_store_operation_duration_seconds`, each operation's time with the writer, and "
                 "`rtc_store_write_duration_seconds`, each write from submit to outcome), uptime, resident "
                 "memory.",
             )

@@ -80,6 +80,10 @@ class WorkerStats:
     commits: Latencies = field(default_factory=Latencies)
     """How long each ``COMMIT`` took: the transaction written to the WAL and fsynced (the disk's part of
     every write's wait)."""
+    waits: Latencies = field(default_factory=Latencies)
+    """How long each operation spent with the writer, from the moment it was handed over to its batch's
+    outcome: the batches before it, then its own and the commit (the writer's part of every write's
+    wait; the rest is the event loop's, before it sends and after the answer)."""
 
     def counters(self) -> tuple[Any, ...]:
         """Every field, in order, as plain values (what the writer process sends with each batch's
@@ -93,6 +97,8 @@ class WorkerStats:
             self.wal_write_calls,
             tuple(self.commits.counts),
             self.commits.total,
+            tuple(self.waits.counts),
+            self.waits.total,
         )
 
     def load(self, counters: tuple[Any, ...]) -> None:
@@ -104,10 +110,13 @@ class WorkerStats:
             self.wal_combined,
             self.wal_writes,
             self.wal_write_calls,
-            counts,
+            commit_counts,
             self.commits.total,
+            wait_counts,
+            self.waits.total,
         ) = counters
-        self.commits.counts[:] = counts
+        self.commits.counts[:] = commit_counts
+        self.waits.counts[:] = wait_counts
 
 
 @dataclass(slots=True)
@@ -119,6 +128,9 @@ class Job:
     args: tuple[Any, ...]
     write: bool
     ref: Any
+    arrived: float = 0.0
+    """When it was handed to the writer (``time.monotonic()``, the machine's clock): put on the thread's
+    queue, or sent to the process; 0 when unknown (then it is left out of :attr:`WorkerStats.waits`)."""
 
 
 Outcome = tuple[Any, Any, BaseException | None]
@@ -172,10 +184,16 @@ def run_batch(conn: sqlite3.Connection, batch: list[Job], stats: WorkerStats) ->
     fails hands its exception to its own caller and leaves no trace; when the batch cannot commit (or a
     bug breaks it), every job gets ``Unavailable`` and nothing of the batch is kept."""
     try:
-        return _run_batch(conn, batch, stats)
+        outcomes = _run_batch(conn, batch, stats)
     except Exception as exc:  # a bug or a dead connection: never leave a caller hanging
         log.exception("sqlite: batch failed")
-        return _abandon(conn, batch, Unavailable(f"the store failed: {exc}"))
+        outcomes = _abandon(conn, batch, Unavailable(f"the store failed: {exc}"))
+    done = time.monotonic()
+    observe = stats.waits.observe
+    for job in batch:
+        if job.arrived:
+            observe(done - job.arrived)
+    return outcomes
 
 
 def _abandon(conn: sqlite3.Connection, batch: list[Job], error: Exception) -> list[Outcome]:

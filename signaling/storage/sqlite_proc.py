@@ -10,8 +10,10 @@ the same CPU per message (BENCHMARKS.md).
 
 The wire: a ``socketpair``, frames of a 4-byte little-endian length and a pickle
 (:mod:`~signaling.storage.sqlite_writer`). The store sends, at most once per event-loop iteration, the
-jobs submitted meanwhile (``(number, module, name, args, write)``: the operation is a module-level
-function, named), or :data:`~signaling.storage.sqlite_writer.STOP`; the child reads everything that has
+jobs submitted meanwhile with the time it sent them (``(time.monotonic(), [(number, module, name, args,
+write), ...])``: the operation is a module-level function, named; the clock is the machine's, so the
+child counts each job's time in the writer from that moment), or
+:data:`~signaling.storage.sqlite_writer.STOP`; the child reads everything that has
 arrived, runs it as one batch (up to ``max_batch``), commits, and sends back one frame per batch: the
 outcomes ``(number, result, exception)`` and its counters. Futures are resolved as that frame arrives,
 on the loop, after the commit: an ``await`` still returns once the write is durable. Pickling dataclasses
@@ -37,6 +39,7 @@ import pickle
 import socket
 import subprocess
 import sys
+import time
 import weakref
 from collections.abc import Callable
 from typing import Any, TypeVar
@@ -154,7 +157,7 @@ class SqliteProcessWorker:
         if not jobs:
             return
         try:
-            data: bytes | None = frame(jobs)
+            data: bytes | None = frame((time.monotonic(), jobs))
         except Exception:  # an operation or argument that cannot be pickled: find it, refuse it alone
             data = self._frame_sendable(jobs)
         if data is not None:
@@ -169,7 +172,7 @@ class SqliteProcessWorker:
                 self._settle(job[0], None, TypeError(f"a store operation the writer process cannot take: {exc}"))
             else:
                 sendable.append(job)
-        return frame(sendable) if sendable else None
+        return frame((time.monotonic(), sendable)) if sendable else None
 
     async def _respawn(self) -> None:
         try:

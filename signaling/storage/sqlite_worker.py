@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import queue
 import threading
+import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -85,7 +86,7 @@ class SqliteWorker:
         """Queue ``fn(conn, *args)`` (``write``: it may write); its future."""
         loop = asyncio.get_running_loop()
         future: asyncio.Future[T] = loop.create_future()
-        self._queue.put(Job(fn, args, write, (loop, future)))
+        self._queue.put(Job(fn, args, write, (loop, future), time.monotonic()))
         return future
 
     async def stop(self) -> None:

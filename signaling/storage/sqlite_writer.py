@@ -100,12 +100,13 @@ def serve(sock: socket.socket, path: str, node_id: str, max_batch: int) -> None:
                 if message == STOP:
                     stop = ending = True
                     continue
-                for number, module, name, args, write in message:
+                sent, wires = message
+                for number, module, name, args, write in wires:
                     fn = operation(module, name)
                     if fn is None:
                         refused.append((number, None, TypeError(f"no store operation {module}.{name}")))
                     else:
-                        jobs.append(Job(fn, args, write, number))
+                        jobs.append(Job(fn, args, write, number, sent))
             if refused:
                 _send(sock, ("done", refused, stats.counters()))
             if jobs:  # one batch, then read what arrived meanwhile: it joins the next one

@@ -18,6 +18,7 @@ from signaling.domain.errors import Conflict, NotFound, Unavailable
 from signaling.domain.models import Team
 from signaling.storage.base import AppendResult
 from signaling.storage.sqlite import SqliteStore
+from signaling.storage.sqlite_batch import LATENCY_BOUNDS
 from signaling.storage.sqlite_schema import LATEST_VERSION
 
 from .conftest import Seed
@@ -185,6 +186,25 @@ async def test_queued_writes_share_one_commit(sqlite_store: SqliteStore) -> None
     results = await asyncio.gather(*tasks)
     assert sqlite_store.stats.batches == before + 1
     assert sorted(r.message.seq for r in results) == list(range(1, 101))
+
+
+async def test_the_writer_threads_latencies_count_from_the_queue(sqlite_store: SqliteStore) -> None:
+    """With the writer thread too, each operation counts its time from being queued to its batch's
+    outcome (here 0.05 s or more behind the gate), and each commit is counted once."""
+    seed = Seed(sqlite_store)
+    conv = await seed.conversation()
+    gate = Gate(sqlite_store)
+    await gate.hold()
+    waits = list(sqlite_store.stats.waits.counts)
+    commits = sum(sqlite_store.stats.commits.counts)
+    tasks = await submitted(*(seed.message(conv.id, f"m{i}") for i in range(10)))
+    await asyncio.sleep(0.05)
+    await gate.release()
+    await asyncio.gather(*tasks)
+    waited = [after - before for after, before in zip(sqlite_store.stats.waits.counts, waits, strict=True)]
+    assert sum(waited) == 11  # the gate's operation and the ten appends
+    assert sum(waited[LATENCY_BOUNDS.index(0.05) :]) == 11, waited
+    assert sum(sqlite_store.stats.commits.counts) == commits + 2
 
 
 async def test_batches_are_capped_at_max_batch(tmp_path: Path) -> None:

@@ -111,6 +111,7 @@ async def test_latencies_count_each_commit_and_each_writes_wait(store: SqliteSto
     await gate.hold()
     writes = list(store.writes.counts)
     commits = list(store.stats.commits.counts)
+    waits = list(store.stats.waits.counts)
     tasks = await submitted(*(seed.message(conv.id, f"m{i}") for i in range(20)))
     await gate.release()
     await asyncio.gather(*tasks)
@@ -120,6 +121,11 @@ async def test_latencies_count_each_commit_and_each_writes_wait(store: SqliteSto
     assert sum(waited[slow:]) == 20, waited
     committed = [after - before for after, before in zip(store.stats.commits.counts, commits, strict=True)]
     assert sum(committed) == 2  # the gate's own batch, then the 20 appends in one
+    # with the writer: the gate's operation (held 0.05 s or more) and the 20 appends, sent to the writer
+    # while it was held, each counted from its sending
+    with_writer = [after - before for after, before in zip(store.stats.waits.counts, waits, strict=True)]
+    assert sum(with_writer) == 21
+    assert sum(with_writer[slow:]) == 21, with_writer
     assert store.stats.commits.total > 0
     cumulative = store.stats.commits.cumulative()
     assert cumulative[-1] == (float("inf"), sum(store.stats.commits.counts))

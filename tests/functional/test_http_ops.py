@@ -74,6 +74,7 @@ async def test_metrics_exposition(hub: Hub) -> None:
     commits = histogram(samples, "rtc_store_commit_duration_seconds")
     assert 0 < commits <= samples["rtc_store_commits_total"]
     assert histogram(samples, "rtc_store_write_duration_seconds") >= 3  # visitor, conversation, message
+    assert histogram(samples, "rtc_store_operation_duration_seconds") >= commits  # one or more a commit
     assert "# TYPE rtc_store_commit_duration_seconds histogram" in text
     bucket = 'rtc_http_request_duration_seconds_bucket{route="/api/auth/login",le="+Inf"}'
     assert samples[bucket] == samples['rtc_http_request_duration_seconds_count{route="/api/auth/login"}']
