@@ -25,6 +25,13 @@ def _rate(results: dict[str, Any], name: str, rate: int) -> dict[str, Any] | Non
 
 Row = tuple[str, dict[str, float | None]]
 
+STORE_PARTS = (
+    ("store writes, submit to outcome (in the server)", "write"),
+    ("... of which with the SQLite writer (sent to committed)", "writer"),
+    ("the writer's commits (WAL write and fsync)", "commit"),
+)
+"""The rows of a durable write's wait (ours only): their label and their key in a step's ``store``."""
+
 
 def rows(results: dict[str, Any], headline_rate: int = 3000, low_rate: int = 500) -> list[Row]:
     """``(metric, {target: value})`` for the table; ``low_rate``: the step whose CPU per message shows
@@ -65,29 +72,10 @@ def rows(results: dict[str, Any], headline_rate: int = 3000, low_rate: int = 500
         (f"1:1 at {headline_rate} msg/s: end-to-end p99, ms", each(lambda t: lat(t, "e2e", "p99_ms"))),
         (f"1:1 at {headline_rate} msg/s: ack p50, ms", each(lambda t: lat(t, "ack", "p50_ms"))),
         (f"1:1 at {headline_rate} msg/s: ack p99, ms", each(lambda t: lat(t, "ack", "p99_ms"))),
-        (
-            f"1:1 at {headline_rate} msg/s: store writes, submit to outcome (in the server), p50, ms",
-            each(lambda t: store(t, "write_p50_ms")),
-        ),
-        (
-            f"1:1 at {headline_rate} msg/s: store writes, submit to outcome (in the server), p99, ms",
-            each(lambda t: store(t, "write_p99_ms")),
-        ),
-        (
-            f"1:1 at {headline_rate} msg/s: ... of which with the SQLite writer (sent to committed), p50, ms",
-            each(lambda t: store(t, "writer_p50_ms")),
-        ),
-        (
-            f"1:1 at {headline_rate} msg/s: ... of which with the SQLite writer (sent to committed), p99, ms",
-            each(lambda t: store(t, "writer_p99_ms")),
-        ),
-        (
-            f"1:1 at {headline_rate} msg/s: the writer's commits (WAL write and fsync), p50, ms",
-            each(lambda t: store(t, "commit_p50_ms")),
-        ),
-        (
-            f"1:1 at {headline_rate} msg/s: the writer's commits (WAL write and fsync), p99, ms",
-            each(lambda t: store(t, "commit_p99_ms")),
+        *(
+            (f"1:1 at {headline_rate} msg/s: {part}, {p}, ms", each(lambda t, key=f"{key}_{p}_ms": store(t, key)))
+            for part, key in STORE_PARTS
+            for p in ("p50", "p99")
         ),
         (
             f"1:1 at {headline_rate} msg/s: messages not answered within the drain",

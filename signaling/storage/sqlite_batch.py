@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import operator
 import sqlite3
 import time
 from bisect import bisect_left
@@ -89,12 +90,7 @@ class WorkerStats:
         """Every field, in order, as plain values (what the writer process sends with each batch's
         outcomes; :meth:`load` takes them back)."""
         return (
-            self.batches,
-            self.operations,
-            self.reruns,
-            self.wal_combined,
-            self.wal_writes,
-            self.wal_write_calls,
+            *_read_plain(self),
             tuple(self.commits.counts),
             self.commits.total,
             tuple(self.waits.counts),
@@ -103,20 +99,17 @@ class WorkerStats:
 
     def load(self, counters: tuple[Any, ...]) -> None:
         """Take the values of :meth:`counters` (the store's copy of the writer process's stats)."""
-        (
-            self.batches,
-            self.operations,
-            self.reruns,
-            self.wal_combined,
-            self.wal_writes,
-            self.wal_write_calls,
-            commit_counts,
-            self.commits.total,
-            wait_counts,
-            self.waits.total,
-        ) = counters
+        *plain, commit_counts, self.commits.total, wait_counts, self.waits.total = counters
+        for name, value in zip(_PLAIN_FIELDS, plain, strict=True):
+            setattr(self, name, value)
         self.commits.counts[:] = commit_counts
         self.waits.counts[:] = wait_counts
+
+
+_PLAIN_FIELDS = ("batches", "operations", "reruns", "wal_combined", "wal_writes", "wal_write_calls")
+"""The fields of :class:`WorkerStats` that are plain values, in the order :meth:`~WorkerStats.counters`
+sends them."""
+_read_plain = operator.attrgetter(*_PLAIN_FIELDS)
 
 
 @dataclass(slots=True)
