@@ -153,8 +153,11 @@ class Hub:
             assert resp.status == 201, await resp.text()
             return await resp.json()
 
-    async def connect(self, namespace: str, token: str | None, transports: list[str] | None = None) -> Client:
-        sio = socketio.AsyncClient(reconnection=False)
+    async def connect(
+        self, namespace: str, token: str | None, transports: list[str] | None = None, serializer: str = "default"
+    ) -> Client:
+        """A python-socketio client; ``serializer="msgpack"`` for its msgpack parser."""
+        sio = socketio.AsyncClient(reconnection=False, serializer=serializer)
         events = Events()
 
         async def catch_all(event: str, data: Any = None) -> None:
@@ -173,15 +176,15 @@ class Hub:
         self.clients.append(client)
         return client
 
-    async def agent(self, email: str = "alice@example.com") -> Client:
+    async def agent(self, email: str = "alice@example.com", serializer: str = "default") -> Client:
         login = await self.login(email)
-        client = await self.connect("/agent", login["token"])
+        client = await self.connect("/agent", login["token"], serializer=serializer)
         client.agent = login["agent"]  # type: ignore[attr-defined]
         return client
 
-    async def customer(self, **fields: Any) -> Client:
+    async def customer(self, serializer: str = "default", **fields: Any) -> Client:
         v = await self.visitor(**fields)
-        client = await self.connect("/customer", v["token"])
+        client = await self.connect("/customer", v["token"], serializer=serializer)
         client.visitor = v["visitor"]  # type: ignore[attr-defined]
         client.token = v["token"]  # type: ignore[attr-defined]
         return client

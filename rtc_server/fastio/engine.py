@@ -218,12 +218,17 @@ class FastEngineSocket(async_socket.AsyncSocket):
         """A NOOP for the pending long-poll (the upgrade's probe was answered)."""
         self.queue.put_nowait(packet.Packet(packet.NOOP))
 
-    def message_now(self, data: str) -> bool:
-        """Handle the text message ``data`` at once if it is a Socket.IO event the server starts
-        without awaiting anything (the websocket calls this only when nothing it received before is
-        still being handled, so order is kept); False: :meth:`handle_message` takes it, in order."""
+    def message_now(self, data: str | bytes) -> bool:
+        """Handle the message ``data`` at once if it is a Socket.IO event the server starts without
+        awaiting anything (the websocket calls this only when nothing it received before is still being
+        handled, so order is kept); False: :meth:`handle_message` takes it, in order. A text message is
+        ``4`` and the packet; a binary one is all packet."""
         start_event = self.server.start_event
-        return start_event is not None and data[:1] == "4" and start_event(self.sid, data[1:])
+        if start_event is None:
+            return False
+        if data.__class__ is str:
+            return data[:1] == "4" and start_event(self.sid, data[1:])  # type: ignore[index]
+        return start_event(self.sid, data)
 
     async def handle_message(self, data: str | bytes) -> None:
         """One message from the websocket (as :meth:`_read_loop` handles them)."""
@@ -371,7 +376,7 @@ class FastEngineServer(engineio.AsyncServer):
         """Corked writes to every websocket session of this server."""
         self.direct_queue = _DirectQueue()
         """What direct sessions hold instead of a queue (stateless, shared by them)."""
-        self.start_event: Callable[[str, str], bool] | None = None
+        self.start_event: Callable[[str, str | bytes], bool] | None = None
         """Set by the Socket.IO server: starts an event's handler from a message's text at once, or
         returns False (:meth:`FastEngineSocket.message_now`)."""
         if self._async is not None and self._async.get("websocket") is not None:

@@ -10,6 +10,7 @@ pipelined (see the class).
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import logging
 from typing import Any
@@ -18,7 +19,7 @@ import socketio
 from engineio import packet as eio_packet
 from socketio import packet as sio_packet
 
-from rtc_server.fastio import frames
+from rtc_server.fastio import frames, msgpack_parser
 from rtc_server.fastio.packet import FastPacket
 from rtc_server.pubsub import SupervisedRedisManager
 from signaling import jsonfast
@@ -39,7 +40,8 @@ async def deliver(
     manager: socketio.AsyncManager, event: str, data: Any, namespace: str, room: Any, skip_sid: Any
 ) -> None:
     """Send ``event`` to the local participants of ``room`` (a room name, a list of them, or None for the
-    whole namespace), except ``skip_sid``; each socket at most once."""
+    whole namespace), except ``skip_sid``; each socket at most once, in its session's parser (the packet
+    is encoded once per parser that has a recipient)."""
     rooms = manager.rooms.get(namespace)
     if rooms is None:
         return
@@ -63,27 +65,44 @@ async def deliver(
         participants: Any = members._fwdm.items() if members is not None else ()
     else:
         participants = manager.get_participants(namespace, room)
+    msgpack_sessions = getattr(server, "msgpack_sessions", None) or ()
+    packed: bytes | None = None  # the msgpack parser's packet, built for the first of its sessions
     if isinstance(encoded, list):  # binary attachments: python-engineio's path, sequentially
         for sid, eio_sid in list(participants):
-            if sid not in skip:
-                for part in encoded:
-                    await server._send_eio_packet(eio_sid, eio_packet.Packet(eio_packet.MESSAGE, part))
+            if sid in skip:
+                continue
+            if eio_sid in msgpack_sessions:
+                if packed is None:
+                    packed = msgpack_parser.encode(msgpack_parser.EVENT, namespace, args)
+                await server._send_eio_packet(eio_sid, eio_packet.Packet(eio_packet.MESSAGE, packed))
+                continue
+            for part in encoded:
+                await server._send_eio_packet(eio_sid, eio_packet.Packet(eio_packet.MESSAGE, part))
         return
     wire = frames.frame("4" + encoded)
+    packed_wire = b""
     sockets = server.eio.sockets
-    slow: list[str] = []
+    slow: list[tuple[str, str | bytes]] = []
+    message: str | bytes
     for sid, eio_sid in participants:
         if sid in skip:
             continue
         socket = sockets.get(eio_sid)
         if socket is None:
             continue
+        if eio_sid in msgpack_sessions:
+            if packed is None:
+                packed = msgpack_parser.encode(msgpack_parser.EVENT, namespace, args)
+                packed_wire = frames.frame(packed)
+            frame, message = packed_wire, packed
+        else:
+            frame, message = wire, encoded
         write_frame = getattr(socket, "write_frame", None)
-        if write_frame is None or not write_frame(wire):
+        if write_frame is None or not write_frame(frame):
             if not socket.closed:
-                slow.append(eio_sid)
-    for eio_sid in slow:
-        await server._send_eio_packet(eio_sid, eio_packet.Packet(eio_packet.MESSAGE, encoded))
+                slow.append((eio_sid, message))
+    for eio_sid, late in slow:
+        await server._send_eio_packet(eio_sid, eio_packet.Packet(eio_packet.MESSAGE, late))
 
 
 class FastManager(socketio.AsyncManager):
@@ -249,11 +268,14 @@ class FastRedisManager(SupervisedRedisManager):
         **kwargs: Any,
     ) -> None:
         room = to or room
-        if callback is not None or kwargs.get("ignore_queue"):
+        if callback is not None:
             return await super().emit(
                 event, data, namespace=namespace, room=room, skip_sid=skip_sid, callback=callback, **kwargs
             )
         namespace = namespace or "/"
+        if kwargs.get("ignore_queue"):  # this node's members only
+            await deliver(self, event, data, namespace, room, skip_sid)
+            return
         message = {
             "method": "emit",
             "event": event,
@@ -341,9 +363,12 @@ class FastRedisManager(SupervisedRedisManager):
 
     async def _handle_emit(self, message: dict[str, Any]) -> None:
         callback = message.get("callback")
-        if message.get("binary") or (callback is not None and len(callback) == 3):
+        if callback is not None and len(callback) == 3:
             return await super()._handle_emit(message)
         data = message["data"]
+        if message.get("binary"):  # python-socketio's encoding of bytes: the JSON parser's attachments
+            attachments = [base64.b64decode(a) for a in data[1:]]
+            data = sio_packet.Packet.reconstruct_binary(data[0], attachments)
         if isinstance(data, list):
             data = data[0] if len(data) == 1 else tuple(data)
         await deliver(

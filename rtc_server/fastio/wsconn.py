@@ -336,7 +336,7 @@ class WsConnection(asyncio.Protocol):
                 if msg == "3":  # a pong
                     session.schedule_ping()
                     return
-                if msg.__class__ is str and not session.closed and session.message_now(msg):
+                if not session.closed and session.message_now(msg):
                     return
             self._queue(msg)
             return

@@ -54,9 +54,9 @@ class Counted:
         inner = served.sio.eio.start_event
         assert inner is not None
 
-        def start_event(eio_sid: str, data: str) -> bool:
+        def start_event(eio_sid: str, data: str | bytes) -> bool:
             took = inner(eio_sid, data)
-            if data[:1] not in "25":  # a namespace CONNECT and the like: not events
+            if not isinstance(data, str) or data[:1] not in "25":  # a CONNECT, an attachment...: not events
                 return took
             if took:
                 self.taken += 1

@@ -199,3 +199,28 @@ async def test_auto_routing_respects_capacity_across_nodes(cluster: Cluster) -> 
         assert len(mine) <= 1
         for conv in mine:
             await carol.ok("conversation.status", {"conversation_id": conv["id"], "status": "done"})
+
+
+async def test_clients_of_both_parsers_chat_across_nodes(cluster: Cluster) -> None:
+    """A customer of the msgpack parser on node 0, an agent of the JSON parser on node 1 and one of the
+    msgpack parser beside her: every broadcast crosses Redis once and reaches each socket in its own
+    parser, the note included (and never the customer)."""
+    alice = await cluster.hubs[1].agent("alice@example.com")
+    bob = await cluster.hubs[1].agent("bob@example.com", serializer="msgpack")
+    customer = await cluster.hubs[0].customer(serializer="msgpack", name="Zoé")
+    conv = (await customer.ok("conversation.start", {"body": "Bonjour, ça va ?"}))["conversation"]
+    for agent in (alice, bob):
+        ring = await agent.events.wait("conversation.new", lambda d: d["conversation"]["id"] == conv["id"])
+        assert ring["conversation"]["last_message_preview"] == "Bonjour, ça va ?"
+    await bob.ok("conversation.assign", {"conversation_id": conv["id"]})
+    await bob.ok("message.send", {"conversation_id": conv["id"], "client_id": "b1", "body": "Oui ✓"})
+    got = await customer.events.wait("message.new", lambda d: d["message"]["client_id"] == "b1")
+    assert got["message"]["body"] == "Oui ✓"
+    await customer.ok("message.send", {"conversation_id": conv["id"], "client_id": "c1", "body": "Merci"})
+    for agent in (alice, bob):
+        await agent.events.wait("message.new", lambda d: d["message"]["client_id"] == "c1")
+    await alice.ok("note.add", {"conversation_id": conv["id"], "body": "SECRET-NOTE"})
+    await bob.events.wait("message.new", lambda d: d["message"]["kind"] == "note")
+    await customer.ok("message.send", {"conversation_id": conv["id"], "client_id": "c2", "body": "after the note"})
+    await alice.events.wait("message.new", lambda d: d["message"]["client_id"] == "c2")
+    assert "SECRET-NOTE" not in repr(customer.events.items)
