@@ -1,7 +1,8 @@
 """The Socket.IO server class the composition root uses: python-socketio's ``AsyncServer`` on the lean
 Engine.IO server of :mod:`rtc_server.fastio.engine`, with acks and single-socket packets written
-straight to the websocket, and the events of namespace classes started without python-socketio's
-dispatch chain (:meth:`FastAsyncServer.start_event`)."""
+straight to the websocket, the events of namespace classes started without python-socketio's dispatch
+chain (:meth:`FastAsyncServer.start_event`), and both Socket.IO parsers, JSON and msgpack, chosen by
+each session's first packet (:mod:`rtc_server.fastio.msgpack_parser`)."""
 
 from __future__ import annotations
 
