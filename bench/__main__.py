@@ -53,8 +53,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="small sizes: a smoke run of a few seconds")
     parser.add_argument(
         "--targets",
-        default="ours,node,aiohttp",
-        help="comma-separated, from ours, stock (ours on python-socketio's stock classes: the "
+        default="ours,msgpack,node,aiohttp",
+        help="comma-separated, from ours, msgpack (ours with the load generator's sockets on the msgpack "
+        "parser: closed loop and fan-out only), stock (ours on python-socketio's stock classes: the "
         "'before'), node, aiohttp",
     )
     parser.add_argument("--no-two-nodes", action="store_true")

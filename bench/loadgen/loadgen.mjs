@@ -3,7 +3,7 @@
 //
 // It reads one JSON command per line on stdin and answers one JSON line on stdout, so the orchestrator
 // can read the server's CPU counters between commands. Commands:
-//   {cmd: "setup_pairs", target, url, agent_url?, pairs, seed?}        1:1 conversations (customer + agent)
+//   {cmd: "setup_pairs", target, url, agent_url?, pairs, seed?, parser?} 1:1 conversations (customer + agent)
 //   {cmd: "closed", seconds}                                           closed loop over the pairs
 //   {cmd: "rate", rate, seconds}                                       open loop at a fixed rate
 //   {cmd: "setup_fanout", target, url, senders, agents, seed?}         one team of agents, a few customers
@@ -13,22 +13,28 @@
 //   {cmd: "close_all"}                                                 close every socket
 //   {cmd: "quit"}
 // Every answer carries `client_cpu` (fraction of one core this process used during the command).
+// `parser: "msgpack"` (with setup_pairs, setup_fanout and idle) makes the sockets speak the msgpack parser
+// (socket.io-msgpack-parser's encoding: one MessagePack map {type, nsp, data, id} per binary message,
+// encoded with notepack.io as that parser does) instead of the JSON one.
 import { createInterface } from "node:readline";
 import { performance } from "node:perf_hooks";
 import WebSocket from "ws";
+import notepack from "notepack.io";
 
 const now = () => performance.now();
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
 // -- one Engine.IO websocket carrying one Socket.IO namespace -------------------------------------------
 class Conn {
-  constructor(base, ns) {
+  constructor(base, ns, parser = "json") {
+    this.msgpack = parser === "msgpack";
     this.url = base.replace(/^http/, "ws") + "/socket.io/?EIO=4&transport=websocket";
     this.ns = ns;
     this.prefix = ns === "/" ? "" : ns + ",";
     this.nextId = 1;
     this.pending = new Map();
-    this.onEvent = null; // (frameRest) => void, for "42<ns>,[...]" frames
+    this.onEvent = null; // (frame, index, null, clientId) => void: a JSON "42<ns>,[...]" frame, or a msgpack
+    // "message.new" packet's client_id (frame null)
     this.closed = false;
   }
 
@@ -40,12 +46,20 @@ class Conn {
       const timer = setTimeout(() => reject(new Error("connect timeout")), 20000);
       ws.on("error", (err) => { clearTimeout(timer); reject(err); });
       ws.on("close", () => { this.closed = true; });
-      ws.on("message", (raw) => {
+      ws.on("message", (raw, isBinary) => {
+        if (isBinary) {
+          if (state === 2) { this.binary(raw); return; }
+          const p = notepack.decode(raw);
+          if (state === 1 && p.type === 0) { state = 2; clearTimeout(timer); resolve(this); return; }
+          if (state === 1 && p.type === 4) { clearTimeout(timer); reject(new Error("refused: " + JSON.stringify(p))); return; }
+          return;
+        }
         const s = raw.toString();
         if (state === 0) {
           if (s[0] !== "0") return reject(new Error("expected open, got " + s.slice(0, 80)));
           state = 1;
-          ws.send("40" + this.prefix + JSON.stringify(auth));
+          if (this.msgpack) ws.send(notepack.encode({ type: 0, nsp: this.ns, data: auth }));
+          else ws.send("40" + this.prefix + JSON.stringify(auth));
           return;
         }
         if (state === 1) {
@@ -84,17 +98,37 @@ class Conn {
     }
   }
 
-  // emit with an ack; `done(frame, bracketIndex)` gets the raw ack frame
+  // A msgpack packet. As the JSON path reads a "message.new" frame's client_id without parsing it, so does
+  // this one: the server writes a packet's keys in the order type, nsp, data, id, so byte 6 is the type
+  // (a positive fixint after fixmap, fixstr "type"); an event's bytes are searched for its name and its
+  // client_id. Acks (small) are decoded.
+  binary(buf) {
+    const type = buf[6];
+    if (type === 2) {
+      if (this.onEvent && buf.indexOf(MSG_NEW) >= 0) this.onEvent(null, 0, null, msgpackClientId(buf));
+      return;
+    }
+    const p = notepack.decode(buf);
+    if (p.nsp !== this.ns || p.type !== 3) return;
+    const done = this.pending.get(p.id);
+    if (done) { this.pending.delete(p.id); done(null, 0, p.data); }
+  }
+
+  // emit with an ack; `done(frame, bracketIndex, args)` gets the raw JSON ack frame, or msgpack's args
   emitRaw(event, payload, done) {
     const id = this.nextId++;
     this.pending.set(id, done);
-    this.ws.send("42" + this.prefix + id + JSON.stringify([event, payload]));
+    if (this.msgpack) this.ws.send(notepack.encode({ type: 2, nsp: this.ns, id, data: [event, payload] }));
+    else this.ws.send("42" + this.prefix + id + JSON.stringify([event, payload]));
   }
 
   call(event, payload, timeoutMs = 15000) {
     return new Promise((resolve, reject) => {
       const t = setTimeout(() => reject(new Error("ack timeout for " + event)), timeoutMs);
-      this.emitRaw(event, payload, (s, b) => { clearTimeout(t); resolve(JSON.parse(s.slice(b))[0]); });
+      this.emitRaw(event, payload, (s, b, args) => {
+        clearTimeout(t);
+        resolve(args ? args[0] : JSON.parse(s.slice(b))[0]);
+      });
     });
   }
 
@@ -115,6 +149,19 @@ async function inBatches(items, size, fn) {
     out.push(...await Promise.all(items.slice(i, i + size).map(fn)));
   }
   return out;
+}
+
+const MSG_NEW = Buffer.from("\xabmessage.new", "latin1"); // fixstr of 11 bytes
+const CLIENT_ID = Buffer.from("\xa9client_id", "latin1");
+
+// client_id of a msgpack "message.new" packet, without decoding it (a fixstr or str 8 after the key)
+function msgpackClientId(buf) {
+  const k = buf.indexOf(CLIENT_ID);
+  if (k < 0) return null;
+  let at = k + CLIENT_ID.length;
+  let n = buf[at];
+  if (n >= 0xa0 && n <= 0xbf) { n -= 0xa0; at += 1; } else if (n === 0xd9) { n = buf[at + 1]; at += 2; } else return null;
+  return buf.toString("utf8", at, at + n);
 }
 
 // client_id of a "message.new" frame, without parsing the whole JSON
@@ -146,9 +193,12 @@ let seqNo = 0;
 const inflight = new Map(); // client_id -> {t0, acked, delivered, need, tAck, tDeliver, onDone}
 
 function track(conn, isPeer) {
-  conn.onEvent = (s, i) => {
-    if (!s.startsWith('["message.new"', i)) return;
-    const cid = clientIdOf(s, i);
+  conn.onEvent = (s, i, args, binaryCid) => {
+    let cid = binaryCid;
+    if (s !== null) {
+      if (!s.startsWith('["message.new"', i)) return;
+      cid = clientIdOf(s, i);
+    }
     const m = cid && inflight.get(cid);
     if (!m) return;
     if (isPeer(conn, m)) {
@@ -171,18 +221,21 @@ function send(sender, conv, need, peerTag, onDone) {
     ok: true, onDone };
   inflight.set(cid, m);
   sender.emitRaw("message.send", { conversation_id: conv, client_id: cid, kind: "text",
-    body: "benchmark message " + cid + " with a few words of text" }, (s, b) => {
+    body: "benchmark message " + cid + " with a few words of text" }, (s, b, args) => {
     m.acked = true;
     m.tAck = now();
-    m.ok = OK_ACK.test(s.slice(b, b + 16));
-    if (!m.ok && !m.errorShown) { m.errorShown = true; process.stderr.write("nack: " + s.slice(0, 300) + "\n"); }
+    m.ok = args ? args[0].ok === true : OK_ACK.test(s.slice(b, b + 16));
+    if (!m.ok && !m.errorShown) {
+      m.errorShown = true;
+      process.stderr.write("nack: " + (args ? JSON.stringify(args) : s).slice(0, 300) + "\n");
+    }
     if (!m.ok || m.delivered >= m.need) finish(cid, m);
   });
   return m;
 }
 
 // -- setup ------------------------------------------------------------------------------------------------
-async function setupPairs({ target, url, agent_url, pairs: n, seed }) {
+async function setupPairs({ target, url, agent_url, pairs: n, seed, parser }) {
   const agentBase = agent_url || url;
   const out = [];
   await inBatches([...Array(n).keys()], 25, async (i) => {
@@ -196,8 +249,8 @@ async function setupPairs({ target, url, agent_url, pairs: n, seed }) {
       agentAuth = { token: "agent-" + i };
       customerAuth = { token: "customer-" + i };
     }
-    const agent = await new Conn(agentBase, "/agent").connect(agentAuth);
-    const customer = await new Conn(url, "/customer").connect(customerAuth);
+    const agent = await new Conn(agentBase, "/agent", parser).connect(agentAuth);
+    const customer = await new Conn(url, "/customer", parser).connect(customerAuth);
     conns.push(agent, customer);
     if (target === "ours") {
       const started = await customer.call("conversation.start", { team_id: seed.pairs[i].team_id, body: "hello" });
@@ -227,7 +280,7 @@ async function setupPairs({ target, url, agent_url, pairs: n, seed }) {
   return { pairs: pairs.length };
 }
 
-async function setupFanout({ target, url, senders, agents, seed }) {
+async function setupFanout({ target, url, senders, agents, seed, parser }) {
   const agentConns = await inBatches([...Array(agents).keys()], 25, async (i) => {
     let auth;
     if (target === "ours") {
@@ -236,7 +289,7 @@ async function setupFanout({ target, url, senders, agents, seed }) {
     } else {
       auth = { token: "fan-agent-" + i };
     }
-    return new Conn(url, "/agent").connect(auth);
+    return new Conn(url, "/agent", parser).connect(auth);
   });
   conns.push(...agentConns);
   const senderList = [];
@@ -248,7 +301,7 @@ async function setupFanout({ target, url, senders, agents, seed }) {
     } else {
       auth = { token: "fan-customer-" + k };
     }
-    const conn = await new Conn(url, "/customer").connect(auth);
+    const conn = await new Conn(url, "/customer", parser).connect(auth);
     conns.push(conn);
     let conv;
     if (target === "ours") {
@@ -383,12 +436,12 @@ async function prepareIdle({ target, url, visitors }) {
   return { visitors: idleTokens.length };
 }
 
-async function idle({ url, n, concurrency }) {
+async function idle({ url, n, concurrency, parser }) {
   const t0 = now();
   let failed = 0;
   await inBatches([...Array(n).keys()], concurrency, async (i) => {
     try {
-      conns.push(await new Conn(url, "/customer").connect({ token: idleTokens[i % idleTokens.length] }));
+      conns.push(await new Conn(url, "/customer", parser).connect({ token: idleTokens[i % idleTokens.length] }));
     } catch (err) {
       failed += 1;
       if (failed < 3) process.stderr.write("idle connect failed: " + err + "\n");

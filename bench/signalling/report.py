@@ -7,9 +7,10 @@ from typing import Any
 
 from bench.signalling import machine
 
-TARGETS = ("ours", "stock", "node", "aiohttp")
+TARGETS = ("ours", "msgpack", "stock", "node", "aiohttp")
 NAMES = {
     "ours": "ours",
+    "msgpack": "ours, msgpack clients",
     "stock": "ours, stock python-socketio",
     "node": "Node socket.io",
     "aiohttp": "bare aiohttp",
@@ -177,7 +178,7 @@ def chart(results: dict[str, Any], path: Path) -> Path | None:
     except ImportError:
         return None
     fig, ax = plt.subplots(figsize=(8, 4.8))
-    colours = {"ours": "tab:blue", "stock": "tab:purple", "node": "tab:green", "aiohttp": "tab:orange"}
+    colours = {"ours": "tab:blue", "msgpack": "tab:cyan", "stock": "tab:purple", "node": "tab:green", "aiohttp": "tab:orange"}
     for name in TARGETS:
         rates = results.get(name, {}).get("steps", {}).get("rates", [])
         if not rates:

@@ -65,6 +65,14 @@ class TargetResult:
     steps: dict[str, Any] = field(default_factory=dict)
 
 
+OURS = ("ours", "msgpack", "stock")
+"""The targets that are our server ("msgpack": the same server, its clients on the msgpack parser)."""
+
+CPU_ONLY = frozenset({"msgpack"})
+"""Targets measured in the closed loop and the fan-out only (the rows where a parser's cost shows), to keep
+the run under two minutes."""
+
+
 def make_server(
     name: str,
     data_dir: Path,
@@ -73,7 +81,7 @@ def make_server(
     store: str = "",
     node_id: str = "bench",
 ) -> Server:
-    if name in ("ours", "stock"):
+    if name in OURS:
         argv = [
             python(),
             "-m",
@@ -103,6 +111,7 @@ def make_server(
 
 LABELS = {
     "ours": "ours (fast path, durable)",
+    "msgpack": "ours, clients on the msgpack parser",
     "stock": "ours on stock python-socketio (durable)",
     "node": "Node socket.io 4.8",
     "aiohttp": "bare aiohttp hub",
@@ -137,8 +146,8 @@ def start_target(name: str, plan: Plan, log_dir: Path, stack: ExitStack, say: An
     server.start(log_dir)
     stack.callback(server.stop)
     seed = json.loads(seed_path.read_text()) if seed_path.exists() else None
-    protocol = "ours" if name in ("ours", "stock") else name
-    base = {"target": protocol, "url": server.url, "seed": seed}
+    protocol = "ours" if name in OURS else name
+    base = {"target": protocol, "url": server.url, "seed": seed, "parser": parser_of(name)}
     gen = LoadGen(log_dir, f"loadgen-{name}")
     stack.callback(gen.stop)
     time.sleep(0.3)
@@ -181,15 +190,22 @@ def finish_target(t: Running, closed: dict[str, Any], plan: Plan, log_dir: Path,
     result = TargetResult(t.name, LABELS[t.name])
     result.steps["closed"] = closed
     try:
-        stats = t.server if t.name in ("ours", "stock") else None
-        result.steps["rates"] = _rates(t.gen, t.pids, plan, t.name, say, stats)
+        stats = t.server if t.name in OURS else None
+        if t.name not in CPU_ONLY:
+            result.steps["rates"] = _rates(t.gen, t.pids, plan, t.name, say, stats)
         t.gen.run({"cmd": "close_all"})
         result.steps["fanout"] = _fanout(t.gen, t.base, t.pids, plan, t.name, say)
         t.gen.run({"cmd": "close_all"})
     finally:
         t.stop()
-    result.steps["idle"] = run_idle(t.name, t.tmp / "data-idle", plan, log_dir, say)
+    if t.name not in CPU_ONLY:
+        result.steps["idle"] = run_idle(t.name, t.tmp / "data-idle", plan, log_dir, say)
     return result
+
+
+def parser_of(name: str) -> str:
+    """The Socket.IO parser the load generator's sockets speak for target ``name``."""
+    return "msgpack" if name == "msgpack" else "json"
 
 
 def run_idle(name: str, data_dir: Path, plan: Plan, log_dir: Path, say: Any) -> dict[str, Any]:
@@ -198,10 +214,11 @@ def run_idle(name: str, data_dir: Path, plan: Plan, log_dir: Path, say: Any) -> 
     server = make_server(name, data_dir, plan)
     server.start(log_dir)
     gen = LoadGen(log_dir)
-    protocol = "ours" if name in ("ours", "stock") else name
+    protocol = "ours" if name in OURS else name
     try:
         time.sleep(0.3)
-        return _idle(gen, {"target": protocol, "url": server.url, "seed": None}, server.pid, plan, name, say)
+        base = {"target": protocol, "url": server.url, "seed": None, "parser": parser_of(name)}
+        return _idle(gen, base, server.pid, plan, name, say)
     finally:
         gen.run({"cmd": "close_all"})
         gen.stop()

@@ -36,29 +36,28 @@ def _as_args(data: Any) -> list[Any]:
     return [data]
 
 
+def _json_packet(server: Any, namespace: str, args: list[Any]) -> Any:
+    """The JSON parser's EVENT packet: its text (what ``FastPacket.encode`` would build), or, with bytes
+    inside, the packet class's header and attachments (a list)."""
+    if server.packet_class is FastPacket:
+        try:
+            return "2" + ("" if namespace == "/" else namespace + ",") + jsonfast.dumps(args, separators=(",", ":"))
+        except TypeError:  # bytes inside: the packet class's binary path below
+            pass
+    return server.packet_class(sio_packet.EVENT, namespace=namespace, data=args).encode()
+
+
 async def deliver(
     manager: socketio.AsyncManager, event: str, data: Any, namespace: str, room: Any, skip_sid: Any
 ) -> None:
     """Send ``event`` to the local participants of ``room`` (a room name, a list of them, or None for the
-    whole namespace), except ``skip_sid``; each socket at most once, in its session's parser (the packet
-    is encoded once per parser that has a recipient)."""
+    whole namespace), except ``skip_sid``; each socket at most once, in its session's parser. The packet
+    is encoded and framed once per parser, for the first recipient that needs it."""
     rooms = manager.rooms.get(namespace)
     if rooms is None:
         return
     server = manager.server
     args = [event, *_as_args(data)]
-    encoded: Any = None
-    if server.packet_class is FastPacket:  # JSON text at once (what FastPacket.encode would build)
-        try:
-            encoded = (
-                "2"
-                + ("" if namespace == "/" else namespace + ",")
-                + jsonfast.dumps(args, separators=(",", ":"))
-            )
-        except TypeError:  # bytes inside: the packet class's binary path below
-            encoded = None
-    if encoded is None:
-        encoded = server.packet_class(sio_packet.EVENT, namespace=namespace, data=args).encode()
     skip = skip_sid if isinstance(skip_sid, list) else (skip_sid,)
     if isinstance(room, str):  # one room: its members as they are (no copy; nothing below awaits)
         members = rooms.get(room)
@@ -66,24 +65,13 @@ async def deliver(
     else:
         participants = manager.get_participants(namespace, room)
     msgpack_sessions = getattr(server, "msgpack_sessions", None) or ()
-    packed: bytes | None = None  # the msgpack parser's packet, built for the first of its sessions
-    if isinstance(encoded, list):  # binary attachments: python-engineio's path, sequentially
-        for sid, eio_sid in list(participants):
-            if sid in skip:
-                continue
-            if eio_sid in msgpack_sessions:
-                if packed is None:
-                    packed = msgpack_parser.encode(msgpack_parser.EVENT, namespace, args)
-                await server._send_eio_packet(eio_sid, eio_packet.Packet(eio_packet.MESSAGE, packed))
-                continue
-            for part in encoded:
-                await server._send_eio_packet(eio_sid, eio_packet.Packet(eio_packet.MESSAGE, part))
-        return
-    wire = frames.frame("4" + encoded)
+    text: Any = None  # the JSON parser's packet
+    wire = b""
+    packed: bytes | None = None  # the msgpack parser's
     packed_wire = b""
     sockets = server.eio.sockets
-    slow: list[tuple[str, str | bytes]] = []
-    message: str | bytes
+    slow: list[tuple[str, Any]] = []  # python-engineio's way: polling, or the JSON parser's attachments
+    message: Any
     for sid, eio_sid in participants:
         if sid in skip:
             continue
@@ -96,13 +84,21 @@ async def deliver(
                 packed_wire = frames.frame(packed)
             frame, message = packed_wire, packed
         else:
-            frame, message = wire, encoded
+            if text is None:
+                text = _json_packet(server, namespace, args)
+                if text.__class__ is str:
+                    wire = frames.frame("4" + text)
+            if text.__class__ is not str:
+                slow.append((eio_sid, text))
+                continue
+            frame, message = wire, text
         write_frame = getattr(socket, "write_frame", None)
         if write_frame is None or not write_frame(frame):
             if not socket.closed:
                 slow.append((eio_sid, message))
     for eio_sid, late in slow:
-        await server._send_eio_packet(eio_sid, eio_packet.Packet(eio_packet.MESSAGE, late))
+        for part in late if isinstance(late, list) else (late,):
+            await server._send_eio_packet(eio_sid, eio_packet.Packet(eio_packet.MESSAGE, part))
 
 
 class FastManager(socketio.AsyncManager):

@@ -42,6 +42,10 @@ class Room(socketio.AsyncNamespace):
         await self.emit("said", {"text": data}, room="room")
         return {"ok": True}
 
+    async def on_blob(self, sid: str, n: int) -> Any:
+        await self.emit("said", {"blob": bytes(range(n))}, room="room")
+        return {"ok": True}
+
     async def on_kick(self, sid: str) -> None:
         await self.disconnect(sid)
 
@@ -196,3 +200,22 @@ async def test_a_json_session_cannot_switch_to_msgpack(served: tuple[Served, lis
     assert await read_close(reader) == 1000
     writer.close()
     assert [s for s in seen if s[0] == "echo"] == []
+
+
+async def test_a_broadcast_with_bytes_is_attachments_for_json_and_bin_for_msgpack(
+    served: tuple[Served, list[Any]],
+) -> None:
+    """What the server itself sends may hold bytes: the JSON parser's sessions get a binary event (its
+    header, then the attachment), the msgpack parser's get MessagePack's bin, in one packet."""
+    server, _ = served
+    mp_reader, mp_writer = await msgpack_session(server.port)
+    js_reader, js_writer, _ = await raw_open(server.port)
+    js_writer.write(masked(b"40/ns,"))
+    assert (await next_frame(js_reader))[1].startswith(b"40/ns,{")
+    mp_writer.write(packed(type=2, nsp="/ns", id=1, data=["blob", 3]))
+    assert await next_packet(mp_reader) == {"type": 2, "nsp": "/ns", "data": ["said", {"blob": b"\x00\x01\x02"}]}
+    assert await next_packet(mp_reader) == {"type": 3, "nsp": "/ns", "id": 1, "data": [{"ok": True}]}
+    assert await next_frame(js_reader) == (0x1, b'451-/ns,["said",{"blob":{"_placeholder":true,"num":0}}]')
+    assert await next_frame(js_reader) == (BINARY, b"\x00\x01\x02")
+    mp_writer.close()
+    js_writer.close()
