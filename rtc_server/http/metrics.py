@@ -279,6 +279,12 @@ async def metrics(request: web.Request) -> web.Response:
         "Authenticated Socket.IO connections on this node.",
         [({"namespace": ns}, n) for ns, n in sockets.connected_counts(app).items()],
     )
+    out.family(
+        "rtc_engineio_sessions",
+        "gauge",
+        "Engine.IO sessions on this node by the Socket.IO parser their client speaks (json, msgpack).",
+        [({"parser": parser}, n) for parser, n in sockets.parser_counts(app).items()],
+    )
     events = sorted(services.metrics.events.items())
     out.family(
         "rtc_hub_events_total",

@@ -385,7 +385,8 @@ def _paths() -> dict[str, Json]:
                 "meta",
                 security=PUBLIC,
                 content={"text/plain": {"schema": {"type": "string"}}},
-                description="Text exposition format 0.0.4: sockets per namespace, hub events and errors, HTTP "
+                description="Text exposition format 0.0.4: sockets per namespace, Engine.IO sessions per Socket.IO "
+                "parser (`rtc_engineio_sessions` by `parser`: `json`, `msgpack`), hub events and errors, HTTP "
                 "requests and latency per route, calls refused by the abuse limits "
                 "(`rtc_rate_limited_total` by `kind`: `connects`, `events`, `http`), store health, the "
                 "embedded store's writer (`rtc_store_commits_total`, `rtc_store_operations_total`, "

@@ -22,6 +22,14 @@ def hub_namespace(app: web.Application, name: str) -> HubNamespace | None:
     return handler if isinstance(handler, HubNamespace) else None
 
 
+def parser_counts(app: web.Application) -> dict[str, int]:
+    """Engine.IO sessions on this node by Socket.IO parser (a session counts as JSON until its first packet
+    says otherwise)."""
+    sio = app[SIO]
+    msgpack = len(getattr(sio, "msgpack_sessions", ()))
+    return {"json": max(0, len(sio.eio.sockets) - msgpack), "msgpack": msgpack}
+
+
 def connected_counts(app: web.Application) -> dict[str, int]:
     """Authenticated sockets per namespace on this node."""
     counts: dict[str, int] = {}

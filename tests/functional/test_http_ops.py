@@ -49,7 +49,7 @@ async def test_metrics_exposition(hub: Hub) -> None:
     """Sockets per namespace, hub events by name, HTTP requests by route, store up and its writer's
     commits, memory and latencies, uptime, RSS."""
     alice = await hub.agent("alice@example.com")
-    customer = await hub.customer(name="M")
+    customer = await hub.customer(name="M", serializer="msgpack")
     await customer.ok("conversation.start", {"body": "hello"})
     await alice.ok("conversations.list", {"section": "unassigned"})
     async with hub.http.get(f"{hub.server.url}/api/agents") as resp:
@@ -57,6 +57,8 @@ async def test_metrics_exposition(hub: Hub) -> None:
     text, samples = await scrape(hub)
     assert samples['rtc_sockets_connected{namespace="/agent"}'] == 1
     assert samples['rtc_sockets_connected{namespace="/customer"}'] == 1
+    assert samples['rtc_engineio_sessions{parser="json"}'] == 1
+    assert samples['rtc_engineio_sessions{parser="msgpack"}'] == 1
     assert samples['rtc_hub_events_total{namespace="customer",event="conversation.start"}'] == 1
     assert samples['rtc_hub_events_total{namespace="agent",event="conversations.list"}'] == 1
     assert samples['rtc_http_requests_total{method="POST",route="/api/auth/login",status="200"}'] >= 1
