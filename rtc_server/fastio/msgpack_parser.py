@@ -7,11 +7,11 @@ parser from its first Socket.IO packet (:class:`rtc_server.fastio.server.FastAsy
 message is the JSON parser's, a binary one this parser's.
 
 What is accepted is the JSON data model, as with the JSON parser: maps with string keys, arrays,
-strings, numbers, booleans and nil. ``undefined`` (which notepack.io 2.x, the parser's encoder, writes as
+strings, numbers, booleans and nil, at most 255 levels deep. ``undefined`` (which notepack.io 2.x, the parser's encoder, writes as
 the extension ``fixext 1 [0, 0]``) reads as nil. A packet that is not a valid packet of the parser
 (:func:`decode` raises ``ValueError``) closes the session, as an undecodable JSON packet does; binary
-values and other extension types are not JSON values: :func:`plain` tells them apart, and the server
-refuses such an event with ``invalid`` through its ack.
+values, other extension types and keys that are not strings are not JSON values: :func:`plain` tells
+them apart, and the server refuses such an event with ``invalid`` through its ack.
 
 Encoding and decoding use ``ormsgpack`` (as fast as ``orjson`` is for JSON).
 """
@@ -22,7 +22,10 @@ from typing import Any, NamedTuple
 
 import ormsgpack
 
-from signaling import jsonfast
+try:
+    import orjson as _orjson
+except ImportError:  # pragma: no cover - the "fast" extra is not installed
+    _orjson = None  # type: ignore[assignment]
 
 CONNECT, DISCONNECT, EVENT, ACK, CONNECT_ERROR, BINARY_EVENT, BINARY_ACK = range(7)
 
@@ -54,7 +57,7 @@ def decode(encoded: bytes) -> Packet:
     """One packet from a client, checked as the parser's own decoder checks it; ``ValueError`` if it is
     not one (a broken encoding, a field of the wrong type, a type a client never sends)."""
     try:
-        packet = ormsgpack.unpackb(encoded, ext_hook=_ext)
+        packet = ormsgpack.unpackb(encoded, ext_hook=_ext, option=ormsgpack.OPT_NON_STR_KEYS)
     except (ValueError, TypeError) as exc:  # ormsgpack.MsgpackDecodeError is a ValueError
         raise ValueError(f"not a msgpack packet: {exc}") from None
     if packet.__class__ is not dict:
@@ -81,12 +84,27 @@ def decode(encoded: bytes) -> Packet:
 
 
 def plain(value: Any) -> bool:
-    """True if ``value`` holds only JSON values (no binary, no extension type, string keys only)."""
+    """True if ``value`` holds only JSON values: no binary, no extension type, string keys only, at most
+    255 levels deep (``orjson``'s limit: one encoding, without its output, is the fastest check)."""
+    if _orjson is None:  # pragma: no cover - the "fast" extra is not installed
+        return _plain(value, 255)
     try:
-        jsonfast.dumps(value)
-    except (TypeError, ValueError):
+        _orjson.dumps(value)
+    except TypeError:
         return False
     return True
+
+
+def _plain(value: Any, depth: int) -> bool:
+    if value is None or value.__class__ in (str, int, float, bool):
+        return True
+    if depth <= 0:
+        return False
+    if value.__class__ is list:
+        return all(_plain(v, depth - 1) for v in value)
+    if value.__class__ is dict:
+        return all(k.__class__ is str and _plain(v, depth - 1) for k, v in value.items())
+    return False
 
 
 def encode(kind: int, namespace: str | None, data: Any, ack_id: int | None = None) -> bytes:

@@ -11,6 +11,7 @@ import asyncio
 from collections.abc import AsyncIterator
 from typing import Any
 
+import msgpack
 import ormsgpack
 import pytest
 import socketio
@@ -60,6 +61,14 @@ async def served() -> AsyncIterator[tuple[Served, list[Any]]]:
         yield served, seen
     finally:
         await served.stop()
+
+
+def nested(depth: int) -> list[Any]:
+    """Lists ``depth`` levels deep (JSON values go at most 255 levels deep here)."""
+    out: list[Any] = []
+    for _ in range(depth - 1):
+        out = [out]
+    return out
 
 
 def packed(**packet: Any) -> bytes:
@@ -148,13 +157,19 @@ async def test_a_broadcast_reaches_each_session_in_its_parser(served: tuple[Serv
 
 @pytest.mark.parametrize(
     "value",
-    [b"\x01\x02", ormsgpack.Ext(5, b"x"), ormsgpack.Ext(0, b"array buffer"), {"nested": [b"bin"]}],
-    ids=["bin", "ext", "arraybuffer", "nested"],
+    [b"\x01\x02", ormsgpack.Ext(5, b"x"), ormsgpack.Ext(0, b"array buffer"), {"nested": [b"bin"]}, {1: "int key"},
+     {b"k": "bin key"}, nested(300)],
+    ids=["bin", "ext", "arraybuffer", "nested", "int-key", "bin-key", "deep"],
 )
 async def test_values_json_cannot_carry_are_invalid(served: tuple[Served, list[Any]], value: Any) -> None:
     server, seen = served
     reader, writer = await msgpack_session(server.port)
-    writer.write(masked(ormsgpack.packb({"type": 2, "nsp": "/ns", "id": 3, "data": ["echo", value]}), opcode=BINARY))
+    packet = {"type": 2, "nsp": "/ns", "id": 3, "data": ["echo", value]}
+    try:
+        encoded = ormsgpack.packb(packet, option=ormsgpack.OPT_NON_STR_KEYS)
+    except TypeError:  # deeper than ormsgpack writes
+        encoded = msgpack.packb(packet)
+    writer.write(masked(encoded, opcode=BINARY))
     ack = await next_packet(reader)
     assert ack == {"type": 3, "nsp": "/ns", "id": 3, "data": [msgpack_parser.NOT_JSON]}
     assert msgpack_parser.NOT_JSON["error"]["code"] == "invalid"  # type: ignore[index]

@@ -189,17 +189,17 @@ JSON = st.recursive(
 )
 
 
-def payloads(event: str, cid: str, rid: str) -> st.SearchStrategy[Any]:
-    """Anything JSON, or the event's well-formed template with each field kept, dropped or replaced by any
-    JSON value, plus unknown fields."""
+def payloads(event: str, cid: str, rid: str, values: st.SearchStrategy[Any] = JSON) -> st.SearchStrategy[Any]:
+    """Any of ``values`` (JSON), or the event's well-formed template with each field kept, dropped or
+    replaced by any of ``values``, plus unknown fields."""
     base = templates(cid, rid).get(event, {})
-    fields = {k: st.one_of(st.just(v), JSON) for k, v in base.items()}
+    fields = {k: st.one_of(st.just(v), values) for k, v in base.items()}
     shaped = st.builds(
         lambda known, extra: {**extra, **known},
         st.fixed_dictionaries({}, optional=fields),
-        st.dictionaries(st.text(max_size=12), JSON, max_size=3),
+        st.dictionaries(st.text(max_size=12), values, max_size=3),
     )
-    return st.one_of(shaped, shaped, shaped, JSON)
+    return st.one_of(shaped, shaped, shaped, values)
 
 
 EVENTS = [("/agent", e) for e in AGENT_EVENTS] + [("/customer", e) for e in CUSTOMER_EVENTS]
@@ -253,6 +253,78 @@ def test_fuzzed_event_names_are_invalid(target: Target) -> None:
 
     check()
     assert target.problems[before:] == []
+
+
+MSGPACK_SCALARS = (
+    st.none()
+    | st.booleans()
+    | st.integers(min_value=-(2**63), max_value=2**64 - 1)
+    | st.floats()
+    | st.text(alphabet=st.characters(exclude_categories=()), max_size=40)
+    | st.text(max_size=3000)
+    | st.binary(max_size=64)
+)
+MSGPACK = st.recursive(
+    MSGPACK_SCALARS,
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=12), inner, max_size=4),
+    max_leaves=12,
+)
+"""What a client of the msgpack parser can send: JSON values (integers within 64 bits), and bytes (bin),
+which JSON has not."""
+
+
+def test_fuzzed_msgpack_payloads_get_a_well_formed_answer(target: Target) -> None:
+    """Clients of the msgpack parser (python-socketio's msgpack serializer): every fuzzed payload of every
+    event, bytes anywhere included, is answered with ``ok: true`` or a stable error code, never
+    ``internal``, and the connections stay up."""
+    before = len(target.problems)
+
+    async def connect() -> dict[str, socketio.AsyncClient]:
+        out = {}
+        for namespace, token in (("/agent", target.agent_token), ("/customer", target.customer_token)):
+            sio = socketio.AsyncClient(reconnection=False, handle_sigint=False, serializer="msgpack")
+            await sio.connect(target.server.url, namespaces=[namespace], auth={"token": token},
+                              transports=["websocket"])
+            out[namespace] = sio
+        return out
+
+    clients = target.lt.run(connect())
+    binary: Counter[str] = Counter()  # the answers to payloads holding bytes
+    try:
+
+        @settings(
+            max_examples=EXAMPLES * 10,
+            deadline=None,
+            derandomize=True,
+            database=None,
+            suppress_health_check=list(HealthCheck),
+        )
+        @given(which=st.sampled_from(EVENTS), data=st.data())
+        def check(which: tuple[str, str], data: st.DataObject) -> None:
+            namespace, event = which
+            payload = data.draw(payloads(event, target.cid, target.rid, MSGPACK))
+            res = target.lt.run(clients[namespace].call(event, payload, namespace=namespace, timeout=10), 15)
+            target.judge(f"msgpack {namespace} {event} {str(payload)[:120]}", res)
+            if holds_bytes(payload):
+                binary[str(res.get("error", {}).get("code") if isinstance(res, dict) else res)] += 1
+
+        check()
+        assert all(c.connected for c in clients.values())
+    finally:
+        for sio in clients.values():
+            target.lt.run(sio.disconnect())
+    assert target.problems[before:] == []
+    assert binary and set(binary) == {"invalid"}, binary  # bytes anywhere: invalid, never ok
+
+
+def holds_bytes(value: Any) -> bool:
+    if isinstance(value, bytes):
+        return True
+    if isinstance(value, list):
+        return any(holds_bytes(v) for v in value)
+    if isinstance(value, dict):
+        return any(holds_bytes(v) for v in value.values())
+    return False
 
 
 # -- 2. raw Engine.IO / Socket.IO frames ------------------------------------------------------------------
