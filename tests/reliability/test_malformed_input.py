@@ -174,6 +174,18 @@ def target(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Target]:
 
 # -- 1. every event's payload, fuzzed -------------------------------------------------------------------
 
+
+def fuzzing(examples: int) -> Any:
+    """Hypothesis settings of this module: ``examples`` derandomised examples, no deadline, no database."""
+    return settings(
+        max_examples=examples,
+        deadline=None,
+        derandomize=True,
+        database=None,
+        suppress_health_check=list(HealthCheck),
+    )
+
+
 JSON_SCALARS = (
     st.none()
     | st.booleans()
@@ -211,13 +223,7 @@ def test_fuzzed_payloads_get_a_well_formed_answer(target: Target, namespace: str
     and a message, never ``internal``."""
     before = len(target.problems)
 
-    @settings(
-        max_examples=EXAMPLES,
-        deadline=None,
-        derandomize=True,
-        database=None,
-        suppress_health_check=list(HealthCheck),
-    )
+    @fuzzing(EXAMPLES)
     @given(payload=payloads(event, target.cid, target.rid))
     def check(payload: Any) -> None:
         target.judge(f"{namespace} {event} {str(payload)[:120]}", target.call(namespace, event, payload))
@@ -232,13 +238,7 @@ def test_fuzzed_event_names_are_invalid(target: Target) -> None:
     known = set(AGENT_EVENTS) | set(CUSTOMER_EVENTS) | {"connect", "disconnect", "message"}
     before = len(target.problems)
 
-    @settings(
-        max_examples=EXAMPLES * 2,
-        deadline=None,
-        derandomize=True,
-        database=None,
-        suppress_health_check=list(HealthCheck),
-    )
+    @fuzzing(EXAMPLES * 2)
     @given(
         name=st.text(alphabet=st.characters(exclude_categories=()), min_size=1, max_size=10_000),
         agent=st.booleans(),
@@ -292,13 +292,7 @@ def test_fuzzed_msgpack_payloads_get_a_well_formed_answer(target: Target) -> Non
     binary: Counter[str] = Counter()  # the answers to payloads holding bytes
     try:
 
-        @settings(
-            max_examples=EXAMPLES * 10,
-            deadline=None,
-            derandomize=True,
-            database=None,
-            suppress_health_check=list(HealthCheck),
-        )
+        @fuzzing(EXAMPLES * 10)
         @given(which=st.sampled_from(EVENTS), data=st.data())
         def check(which: tuple[str, str], data: st.DataObject) -> None:
             namespace, event = which
