@@ -7,8 +7,8 @@ parser from its first Socket.IO packet (:class:`rtc_server.fastio.server.FastAsy
 message is the JSON parser's, a binary one this parser's.
 
 What is accepted is the JSON data model, as with the JSON parser: maps with string keys, arrays,
-strings, numbers, booleans and nil, at most 255 levels deep. ``undefined`` (which notepack.io 2.x, the parser's encoder, writes as
-the extension ``fixext 1 [0, 0]``) reads as nil. A packet that is not a valid packet of the parser
+strings, numbers, booleans and nil, at most 255 levels deep. ``undefined`` (which notepack.io 2.x, the
+parser's encoder, writes as the extension ``fixext 1 [0, 0]``) reads as nil. A packet that is not a valid packet of the parser
 (:func:`decode` raises ``ValueError``) closes the session, as an undecodable JSON packet does; binary
 values, other extension types and keys that are not strings are not JSON values: :func:`plain` tells
 them apart, and the server refuses such an event with ``invalid`` through its ack.

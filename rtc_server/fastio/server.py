@@ -102,11 +102,14 @@ class FastAsyncServer(socketio.AsyncServer):
             r = None
         if ack is None or r is self.not_handled:
             return
-        data = [] if r is None else list(r) if isinstance(r, tuple) else [r]
+        await self._send_ack(eio_sid, namespace, ack, [] if r is None else list(r) if isinstance(r, tuple) else [r])
+
+    async def _send_ack(self, eio_sid: str, namespace: str, ack: int, data: list[Any]) -> None:
+        """An ACK in the session's parser (a msgpack one without building the JSON packet first)."""
         if eio_sid in self.msgpack_sessions:
             await self._send_encoded(eio_sid, msgpack_parser.encode(msgpack_parser.ACK, namespace, data, ack))
-            return
-        await self._send_packet(eio_sid, self.packet_class(sio_packet.ACK, namespace=namespace, id=ack, data=data))
+        else:
+            await self._send_packet(eio_sid, self.packet_class(sio_packet.ACK, namespace=namespace, id=ack, data=data))
 
     # -- the msgpack parser, per session ---------------------------------------------------------------
 
@@ -133,9 +136,7 @@ class FastAsyncServer(socketio.AsyncServer):
         if pkt.type == msgpack_parser.EVENT:
             if not msgpack_parser.plain(pkt.data):
                 if pkt.id is not None:
-                    await self._send_encoded(
-                        eio_sid, msgpack_parser.encode(msgpack_parser.ACK, pkt.namespace, [msgpack_parser.NOT_JSON], pkt.id)
-                    )
+                    await self._send_ack(eio_sid, pkt.namespace, pkt.id, [msgpack_parser.NOT_JSON])
                 return
             if not self._start_event(eio_sid, pkt.namespace, pkt.data, pkt.id):
                 await self._handle_event(eio_sid, pkt.namespace, pkt.id, pkt.data)
