@@ -33,8 +33,7 @@ class Conn {
     this.prefix = ns === "/" ? "" : ns + ",";
     this.nextId = 1;
     this.pending = new Map();
-    this.onEvent = null; // (frame, index, null, clientId) => void: a JSON "42<ns>,[...]" frame, or a msgpack
-    // "message.new" packet's client_id (frame null)
+    this.onMessageNew = null; // (clientId) => void, for each "message.new" event (either parser)
     this.closed = false;
   }
 
@@ -94,7 +93,7 @@ class Conn {
       const p = this.pending.get(id);
       if (p) { this.pending.delete(id); p(s, b); }
     } else if (type === 50 /* "2" event */) {
-      if (this.onEvent) this.onEvent(s, i);
+      if (this.onMessageNew && s.startsWith('["message.new"', i)) this.onMessageNew(clientIdOf(s, i));
     }
   }
 
@@ -105,7 +104,7 @@ class Conn {
   binary(buf) {
     const type = buf[6];
     if (type === 2) {
-      if (this.onEvent && buf.indexOf(MSG_NEW) >= 0) this.onEvent(null, 0, null, msgpackClientId(buf));
+      if (this.onMessageNew && buf.indexOf(MSG_NEW) >= 0) this.onMessageNew(msgpackClientId(buf));
       return;
     }
     const p = notepack.decode(buf);
@@ -193,12 +192,7 @@ let seqNo = 0;
 const inflight = new Map(); // client_id -> {t0, acked, delivered, need, tAck, tDeliver, onDone}
 
 function track(conn, isPeer) {
-  conn.onEvent = (s, i, args, binaryCid) => {
-    let cid = binaryCid;
-    if (s !== null) {
-      if (!s.startsWith('["message.new"', i)) return;
-      cid = clientIdOf(s, i);
-    }
+  conn.onMessageNew = (cid) => {
     const m = cid && inflight.get(cid);
     if (!m) return;
     if (isPeer(conn, m)) {

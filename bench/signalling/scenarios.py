@@ -146,8 +146,7 @@ def start_target(name: str, plan: Plan, log_dir: Path, stack: ExitStack, say: An
     server.start(log_dir)
     stack.callback(server.stop)
     seed = json.loads(seed_path.read_text()) if seed_path.exists() else None
-    protocol = "ours" if name in OURS else name
-    base = {"target": protocol, "url": server.url, "seed": seed, "parser": parser_of(name)}
+    base = load_base(name, server, seed)
     gen = LoadGen(log_dir, f"loadgen-{name}")
     stack.callback(gen.stop)
     time.sleep(0.3)
@@ -203,9 +202,16 @@ def finish_target(t: Running, closed: dict[str, Any], plan: Plan, log_dir: Path,
     return result
 
 
-def parser_of(name: str) -> str:
-    """The Socket.IO parser the load generator's sockets speak for target ``name``."""
-    return "msgpack" if name == "msgpack" else "json"
+def load_base(name: str, server: Server, seed: Any) -> dict[str, Any]:
+    """What every load generator command about target ``name`` carries: the protocol it speaks (``ours``
+    for each of our targets), the server's URL, the seed (our logins and teams) and the Socket.IO parser
+    of its sockets."""
+    return {
+        "target": "ours" if name in OURS else name,
+        "url": server.url,
+        "seed": seed,
+        "parser": "msgpack" if name == "msgpack" else "json",
+    }
 
 
 def run_idle(name: str, data_dir: Path, plan: Plan, log_dir: Path, say: Any) -> dict[str, Any]:
@@ -214,11 +220,9 @@ def run_idle(name: str, data_dir: Path, plan: Plan, log_dir: Path, say: Any) -> 
     server = make_server(name, data_dir, plan)
     server.start(log_dir)
     gen = LoadGen(log_dir)
-    protocol = "ours" if name in OURS else name
     try:
         time.sleep(0.3)
-        base = {"target": protocol, "url": server.url, "seed": None, "parser": parser_of(name)}
-        return _idle(gen, base, server.pid, plan, name, say)
+        return _idle(gen, load_base(name, server, None), server.pid, plan, name, say)
     finally:
         gen.run({"cmd": "close_all"})
         gen.stop()
